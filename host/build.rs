@@ -1,0 +1,82 @@
+//! Builds `failover-filter` for `wasm32-wasip1` and hands its path to the host as
+//! `FAILOVER_FILTER_WASM`, so `cargo run -p failover-host` and `cargo test` need no manual
+//! build step (the substrate-wasm-builder pattern).
+//!
+//! The nested cargo uses its own target dir (`target/wasm-filter`), so it never waits on the
+//! lock the outer build holds. Set `FAILOVER_WASM=/path/to/filter.wasm` to embed a prebuilt
+//! module instead.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip1";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=FAILOVER_WASM");
+    if let Ok(prebuilt) = env::var("FAILOVER_WASM") {
+        println!("cargo:rerun-if-changed={prebuilt}");
+        println!("cargo:rustc-env=FAILOVER_FILTER_WASM={prebuilt}");
+        return;
+    }
+
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().expect("host/ lives inside the workspace").to_path_buf();
+    for watched in ["filter/src", "filter/Cargo.toml", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    ensure_target_installed();
+
+    let target_dir = workspace.join("target").join("wasm-filter");
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--release", "-p", "failover-filter", "--lib", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's flags and target settings are for the host, not for the module.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| panic!("could not run `{cargo}` to build the filter: {e}"));
+    if !status.success() {
+        panic!("building failover-filter for {TARGET} failed (see the errors above)");
+    }
+
+    let wasm = target_dir.join(TARGET).join("release").join("failover_filter.wasm");
+    if !wasm.exists() {
+        panic!("the filter build succeeded but {} is missing", wasm.display());
+    }
+    println!("cargo:rustc-env=FAILOVER_FILTER_WASM={}", wasm.display());
+}
+
+/// Fails early with the one command that fixes a missing target, instead of a wall of
+/// "can't find crate for `core`" errors.
+fn ensure_target_installed() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()));
+    if let Some(sysroot) = sysroot {
+        let lib = sysroot.join("lib").join("rustlib").join(TARGET);
+        if !Path::new(&lib).exists() {
+            panic!(
+                "\n\nThe Rust target {TARGET} is not installed; failover-host embeds the filter built for it.\n\
+                 Run:\n\n    rustup target add {TARGET}\n\nthen build again.\n"
+            );
+        }
+    }
+}
