@@ -1,0 +1,10 @@
+//! `failover-host`: runs the `failover` proxy-wasm filter without Envoy, with Envoy's
+//! semantics (see `shared/envoy-host-contract.md`).
+//!
+//! Network half: [`bootstrap`] (the Envoy YAML subset), [`proxy`] (listeners, routing,
+//! upstream pools, local replies), [`server`] (workers, reload, shutdown), [`admin`],
+//! [`state_file`], [`demo`]. Runtime half: the Wasm VMs and the proxy-wasm ABI.
+#![deny(missing_docs)]
+
+pub mod bootstrap;
+pub mod error;
