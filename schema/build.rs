@@ -72,9 +72,12 @@ fn run() -> Result<(), String> {
     let started = Instant::now();
     let mut compiler = protox::Compiler::new(&includes).map_err(|e| e.to_string())?;
     compiler.include_imports(true).include_source_info(false);
-    compiler
-        .open_files(ROOTS)
-        .map_err(|e| format!("compiling Envoy's .proto files from {}: {e}", proto_dir.display()))?;
+    compiler.open_files(ROOTS).map_err(|e| {
+        format!(
+            "compiling Envoy's .proto files from {}: {e}",
+            proto_dir.display()
+        )
+    })?;
     let encoded = compiler.encode_file_descriptor_set();
 
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?)
@@ -91,7 +94,10 @@ fn run() -> Result<(), String> {
     let stats_path = out.with_file_name("envoy_descriptors.stats");
     fs::write(&stats_path, stats).map_err(|e| format!("writing {}: {e}", stats_path.display()))?;
     for root in ROOTS.iter().filter(|r| !r.starts_with("google/protobuf/")) {
-        println!("cargo:rerun-if-changed={}", proto_dir.join("data-plane-api").join(root).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            proto_dir.join("data-plane-api").join(root).display()
+        );
     }
     Ok(())
 }
@@ -107,7 +113,9 @@ fn locate_package_proto_dir() -> Result<PathBuf, String> {
         .args(["--format-version", "1", "--manifest-path"])
         .arg(&manifest)
         .output()
-        .map_err(|e| format!("running `cargo metadata` to find the `{PROTO_PACKAGE}` package: {e}"))?;
+        .map_err(|e| {
+            format!("running `cargo metadata` to find the `{PROTO_PACKAGE}` package: {e}")
+        })?;
     if !output.status.success() {
         return Err(format!(
             "`cargo metadata` failed while looking for the `{PROTO_PACKAGE}` package (it holds \
@@ -118,7 +126,9 @@ fn locate_package_proto_dir() -> Result<PathBuf, String> {
     }
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
-    let packages = metadata["packages"].as_array().ok_or("`cargo metadata` lists no packages")?;
+    let packages = metadata["packages"]
+        .as_array()
+        .ok_or("`cargo metadata` lists no packages")?;
     let manifest_path = packages
         .iter()
         .find(|p| p["name"] == PROTO_PACKAGE)
