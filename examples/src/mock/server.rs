@@ -573,7 +573,8 @@ async fn handle(
                 let _ = tx.send(half).await;
                 tokio::time::sleep(FLUSH_GRACE).await;
                 ctl.reset();
-                drop(tx);
+                // Keep the body open until the connection is gone so it never ends cleanly.
+                tx.closed().await;
             });
             base_response(&shared, StatusCode::OK, "application/json", b)
         }
