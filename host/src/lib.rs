@@ -8,3 +8,12 @@
 
 pub mod bootstrap;
 pub mod error;
+pub mod proxy;
+
+// ----- runtime half (Wasm VMs and the proxy-wasm ABI) -----
+pub(crate) mod abi;
+pub mod metrics;
+pub mod shared_data;
+pub mod stream;
+pub mod vm;
+pub mod wasi;

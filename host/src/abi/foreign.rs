@@ -1,0 +1,40 @@
+//! Foreign functions: `proxy_call_foreign_function`.
+//!
+//! Only `clear_route_cache` exists (OK, no result): routing here happens after the filters ran,
+//! so the route is always computed from the headers the filter set. Any other name is
+//! NOT_FOUND, as in an Envoy that does not register it.
+
+use wasmtime::{Caller, Linker};
+
+use super::memory;
+use super::state::HostState;
+use super::Status;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut caller: Caller<'_, HostState>,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32,
+         ret_ptr: i32,
+         ret_size: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_call_foreign_function")?;
+            let name = memory::read_string(&mut caller, name_ptr, name_len)?;
+            let _args = memory::read(&mut caller, args_ptr, args_len)?;
+            match name.as_str() {
+                "clear_route_cache" => {
+                    memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?;
+                    Ok(Status::Ok.code())
+                }
+                _ => Ok(Status::NotFound.code()),
+            }
+        },
+    )?;
+    Ok(())
+}

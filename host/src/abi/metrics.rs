@@ -1,0 +1,88 @@
+//! Metrics: `proxy_define_metric`, `proxy_increment_metric`, `proxy_record_metric`,
+//! `proxy_get_metric`, backed by the process-wide [`crate::metrics::Metrics`] (same name and
+//! type from any VM is one stat; counter increments must be > 0).
+
+use wasmtime::{Caller, Linker};
+
+use super::memory;
+use super::state::HostState;
+use super::Status;
+use crate::metrics::{MetricError, MetricKind};
+
+fn status(e: MetricError) -> i32 {
+    match e {
+        MetricError::NotFound => Status::NotFound.code(),
+        MetricError::BadArgument => Status::BadArgument.code(),
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut caller: Caller<'_, HostState>,
+         kind: i32,
+         name_ptr: i32,
+         name_len: i32,
+         ret_id: i32|
+         -> wasmtime::Result<i32> {
+            caller.data().check_not_restricted("proxy_define_metric")?;
+            let name = memory::read_string(&mut caller, name_ptr, name_len)?;
+            let Some(kind) = MetricKind::from_abi(kind as u32) else {
+                return Ok(Status::BadArgument.code());
+            };
+            let id = caller.data().shared.metrics().define(kind, &name);
+            memory::write_u32(&mut caller, ret_id, id)?;
+            Ok(Status::Ok.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |caller: Caller<'_, HostState>, id: i32, offset: i64| -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_increment_metric")?;
+            Ok(
+                match caller.data().shared.metrics().increment(id as u32, offset) {
+                    Ok(()) => Status::Ok.code(),
+                    Err(e) => status(e),
+                },
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |caller: Caller<'_, HostState>, id: i32, value: i64| -> wasmtime::Result<i32> {
+            caller.data().check_not_restricted("proxy_record_metric")?;
+            Ok(
+                match caller
+                    .data()
+                    .shared
+                    .metrics()
+                    .record(id as u32, value as u64)
+                {
+                    Ok(()) => Status::Ok.code(),
+                    // record's wrapper accepts NOT_FOUND only.
+                    Err(_) => Status::NotFound.code(),
+                },
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut caller: Caller<'_, HostState>, id: i32, ret: i32| -> wasmtime::Result<i32> {
+            caller.data().check_not_restricted("proxy_get_metric")?;
+            match caller.data().shared.metrics().get(id as u32) {
+                Ok(v) => {
+                    memory::write_u64(&mut caller, ret, v)?;
+                    Ok(Status::Ok.code())
+                }
+                Err(e) => Ok(status(e)),
+            }
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The `env.proxy_*` host functions of proxy-wasm ABI 0.2.1, one file per area.
+//!
+//! Each file has an `add_to_linker` that is a flat list of `func_wrap` calls. They share two
+//! rules, both from Envoy and the Rust SDK 0.2.5:
+//!
+//! - A bad guest pointer is a trap (the guest is broken); anything the guest could legitimately
+//!   meet (a missing key, a cas mismatch) is a [`Status`], and only a status the SDK's wrapper
+//!   for that call accepts is ever returned — it panics on any other.
+//! - No host function calls back into the guest (except `proxy_on_memory_allocate`): effects
+//!   that cause callbacks are recorded in [`state::HostState`] and delivered by
+//!   [`crate::vm::PluginVm`] after the current guest call returns.
+
+pub(crate) mod buffers;
+pub(crate) mod foreign;
+pub(crate) mod headers;
+pub(crate) mod http_call;
+pub(crate) mod log;
+pub(crate) mod memory;
+pub(crate) mod metrics;
+pub(crate) mod properties;
+pub(crate) mod shared_data;
+pub(crate) mod state;
+pub(crate) mod stream_control;
+pub(crate) mod timers;
+
+use wasmtime::Linker;
+
+use state::HostState;
+
+/// The statuses of ABI 0.2.1 (the SDK's `Status` enum has exactly these; no 6, 11 or 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Status {
+    Ok = 0,
+    NotFound = 1,
+    BadArgument = 2,
+    #[allow(dead_code)]
+    SerializationFailure = 3,
+    #[allow(dead_code)]
+    ParseFailure = 4,
+    Empty = 7,
+    CasMismatch = 8,
+    InternalFailure = 10,
+}
+
+impl Status {
+    /// The value returned to the guest.
+    pub(crate) fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Registers every `env.proxy_*` function the Rust SDK 0.2.5 imports.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    log::add_to_linker(linker)?;
+    buffers::add_to_linker(linker)?;
+    headers::add_to_linker(linker)?;
+    properties::add_to_linker(linker)?;
+    shared_data::add_to_linker(linker)?;
+    http_call::add_to_linker(linker)?;
+    timers::add_to_linker(linker)?;
+    metrics::add_to_linker(linker)?;
+    stream_control::add_to_linker(linker)?;
+    foreign::add_to_linker(linker)?;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Shared data and shared queues: `proxy_{get,set}_shared_data`,
+//! `proxy_{register,resolve,enqueue,dequeue}_shared_queue`.
+//!
+//! Shared data is namespaced by the plugin's `vm_id` and follows [`crate::shared_data`]'s
+//! Envoy rules. Shared queues are kept (register/resolve/enqueue/dequeue work across VMs) but
+//! `proxy_on_queue_ready` is not delivered: the filter does not use queues.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use wasmtime::{Caller, Linker};
+
+use super::memory;
+use super::state::HostState;
+use super::Status;
+use crate::shared_data::SharedDataError;
+
+/// Process-wide shared queues: (vm_id, name) → id → FIFO of messages.
+#[derive(Default)]
+pub(crate) struct SharedQueues {
+    inner: Mutex<QueuesInner>,
+}
+
+#[derive(Default)]
+struct QueuesInner {
+    ids: HashMap<(String, String), u32>,
+    queues: Vec<VecDeque<Vec<u8>>>,
+}
+
+impl SharedQueues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueuesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, vm_id: &str, name: &str) -> u32 {
+        let mut inner = self.lock();
+        if let Some(id) = inner.ids.get(&(vm_id.to_string(), name.to_string())) {
+            return *id;
+        }
+        let id = inner.queues.len() as u32 + 1;
+        inner.queues.push(VecDeque::new());
+        inner.ids.insert((vm_id.to_string(), name.to_string()), id);
+        id
+    }
+
+    fn resolve(&self, vm_id: &str, name: &str) -> Option<u32> {
+        self.lock()
+            .ids
+            .get(&(vm_id.to_string(), name.to_string()))
+            .copied()
+    }
+
+    fn enqueue(&self, id: u32, value: Vec<u8>) -> Result<(), Status> {
+        let mut inner = self.lock();
+        let q = id
+            .checked_sub(1)
+            .and_then(|i| inner.queues.get_mut(i as usize))
+            .ok_or(Status::NotFound)?;
+        q.push_back(value);
+        Ok(())
+    }
+
+    fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
+        let mut inner = self.lock();
+        let q = id
+            .checked_sub(1)
+            .and_then(|i| inner.queues.get_mut(i as usize))
+            .ok_or(Status::NotFound)?;
+        q.pop_front().ok_or(Status::Empty)
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut caller: Caller<'_, HostState>,
+         key_ptr: i32,
+         key_len: i32,
+         ret_ptr: i32,
+         ret_size: i32,
+         ret_cas: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_get_shared_data")?;
+            let key = memory::read_string(&mut caller, key_ptr, key_len)?;
+            let state = caller.data();
+            match state.shared.shared_data().get(&state.spec.vm_id, &key) {
+                Ok((value, cas)) => {
+                    memory::copy_out(&mut caller, &value, ret_ptr, ret_size)?;
+                    memory::write_u32(&mut caller, ret_cas, cas)?;
+                    Ok(Status::Ok.code())
+                }
+                Err(_) => Ok(Status::NotFound.code()),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut caller: Caller<'_, HostState>,
+         key_ptr: i32,
+         key_len: i32,
+         value_ptr: i32,
+         value_len: i32,
+         cas: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_set_shared_data")?;
+            let key = memory::read_string(&mut caller, key_ptr, key_len)?;
+            let value = memory::read(&mut caller, value_ptr, value_len)?;
+            let state = caller.data();
+            match state
+                .shared
+                .shared_data()
+                .set(&state.spec.vm_id, &key, &value, cas as u32)
+            {
+                Ok(()) => Ok(Status::Ok.code()),
+                Err(SharedDataError::CasMismatch) => Ok(Status::CasMismatch.code()),
+                // `set` never reports NotFound; keep the SDK-accepted status anyway.
+                Err(SharedDataError::NotFound) => Ok(Status::CasMismatch.code()),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut caller: Caller<'_, HostState>,
+         name_ptr: i32,
+         name_len: i32,
+         ret_id: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_register_shared_queue")?;
+            let name = memory::read_string(&mut caller, name_ptr, name_len)?;
+            let state = caller.data();
+            let id = state.shared.queues().register(&state.spec.vm_id, &name);
+            memory::write_u32(&mut caller, ret_id, id)?;
+            Ok(Status::Ok.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut caller: Caller<'_, HostState>,
+         vm_ptr: i32,
+         vm_len: i32,
+         name_ptr: i32,
+         name_len: i32,
+         ret_id: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_resolve_shared_queue")?;
+            let vm_id = memory::read_string(&mut caller, vm_ptr, vm_len)?;
+            let name = memory::read_string(&mut caller, name_ptr, name_len)?;
+            match caller.data().shared.queues().resolve(&vm_id, &name) {
+                Some(id) => {
+                    memory::write_u32(&mut caller, ret_id, id)?;
+                    Ok(Status::Ok.code())
+                }
+                None => Ok(Status::NotFound.code()),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_enqueue_shared_queue")?;
+            let value = memory::read(&mut caller, ptr, len)?;
+            Ok(
+                match caller.data().shared.queues().enqueue(id as u32, value) {
+                    Ok(()) => Status::Ok.code(),
+                    Err(s) => s.code(),
+                },
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut caller: Caller<'_, HostState>,
+         id: i32,
+         ret_ptr: i32,
+         ret_size: i32|
+         -> wasmtime::Result<i32> {
+            caller
+                .data()
+                .check_not_restricted("proxy_dequeue_shared_queue")?;
+            match caller.data().shared.queues().dequeue(id as u32) {
+                Ok(v) => {
+                    memory::copy_out(&mut caller, &v, ret_ptr, ret_size)?;
+                    Ok(Status::Ok.code())
+                }
+                Err(s) => Ok(s.code()),
+            }
+        },
+    )?;
+    Ok(())
+}

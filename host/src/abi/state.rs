@@ -1,0 +1,184 @@
+//! The per-VM data every host function reaches through its `Caller` (the wasmtime store data).
+//!
+//! Why it is all here: host functions must not call back into the guest, so whatever they
+//! cause (a local reply, a resume, an HTTP call to start, a new tick period) is recorded here
+//! and acted on by [`crate::vm::PluginVm`] or [`crate::stream`] after the guest call returns.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use wasmtime::{Memory, TypedFunc};
+
+use crate::stream::UpstreamInfo;
+use crate::vm::{
+    CallRequest, CallResponse, ClusterManager, DownstreamInfo, HostShared, PluginSpec,
+};
+
+/// Header (or trailer) list: lower-case names, raw values, pseudo-headers first.
+pub(crate) type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// A local reply the plugin asked for with `proxy_send_local_response`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LocalReply {
+    pub status: u32,
+    pub details: String,
+    pub body: Vec<u8>,
+    pub headers: HeaderList,
+}
+
+/// What the request looked like when it arrived (for `request.*` properties).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestMeta {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub scheme: String,
+    pub protocol: String,
+    pub id: Option<String>,
+}
+
+/// The response as the router produced it (for `response.*`, `upstream.*`, `xds.*`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResponseMeta {
+    pub code: u16,
+    pub info: UpstreamInfo,
+}
+
+/// One HTTP context: what `proxy_*` calls for request/response data see, and the flags they
+/// raise for the stream driver.
+pub(crate) struct StreamState {
+    pub downstream: DownstreamInfo,
+    pub request: Option<RequestMeta>,
+    pub response: Option<ResponseMeta>,
+    pub request_headers: Option<HeaderList>,
+    pub request_body: Option<Vec<u8>>,
+    pub request_trailers: Option<HeaderList>,
+    pub response_headers: Option<HeaderList>,
+    pub response_body: Option<Vec<u8>>,
+    pub response_trailers: Option<HeaderList>,
+    /// Values stored with `proxy_set_property` (read back by `proxy_get_property`).
+    pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub local_reply: Option<LocalReply>,
+    pub resume_request: bool,
+    pub resume_response: bool,
+    pub reset: bool,
+    /// Once true, `send_http_response` can no longer replace the response.
+    pub response_headers_sent: bool,
+    /// Wakes the stream driver when a flag above changes.
+    pub signal: Rc<tokio::sync::Notify>,
+}
+
+impl StreamState {
+    pub(crate) fn new(downstream: DownstreamInfo) -> Self {
+        Self {
+            downstream,
+            request: None,
+            response: None,
+            request_headers: None,
+            request_body: None,
+            request_trailers: None,
+            response_headers: None,
+            response_body: None,
+            response_trailers: None,
+            properties: HashMap::new(),
+            local_reply: None,
+            resume_request: false,
+            resume_response: false,
+            reset: false,
+            response_headers_sent: false,
+            signal: Rc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+/// Something a host function asked for that must happen outside the guest call.
+pub(crate) enum Deferred {
+    /// Start `ClusterManager::call` and deliver `proxy_on_http_call_response` when it ends.
+    HttpCall {
+        token: u32,
+        cluster: String,
+        request: CallRequest,
+        timeout: Option<Duration>,
+    },
+    /// (Re)arm the root context's tick timer; 0 stops it.
+    SetTick(u32),
+}
+
+/// The answer of a finished `dispatch_http_call`, readable during `on_http_call_response`.
+pub(crate) struct CallResult {
+    pub response: Option<CallResponse>,
+}
+
+/// Where the VM is in its life: during `_initialize`/`main` almost every host call traps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Initializing,
+    Running,
+}
+
+/// The store data of one plugin VM.
+pub(crate) struct HostState {
+    pub spec: PluginSpec,
+    /// "name role", e.g. "failover worker 2": the log prefix.
+    pub label: String,
+    pub shared: HostShared,
+    pub clusters: Rc<dyn ClusterManager>,
+    pub phase: Phase,
+    pub memory: Option<Memory>,
+    pub alloc: Option<TypedFunc<u32, u32>>,
+    pub root_context_id: u32,
+    pub effective_context: u32,
+    pub streams: HashMap<u32, StreamState>,
+    pub root_properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// token → context that dispatched it.
+    pub pending_calls: HashMap<u32, u32>,
+    pub next_token: u32,
+    pub http_call_result: Option<CallResult>,
+    pub deferred: Vec<Deferred>,
+    /// Plugin log lines kept while starting, for `VmError::ConfigureRejected`.
+    pub captured_logs: Option<Vec<String>>,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        spec: PluginSpec,
+        label: String,
+        shared: HostShared,
+        clusters: Rc<dyn ClusterManager>,
+    ) -> Self {
+        Self {
+            spec,
+            label,
+            shared,
+            clusters,
+            phase: Phase::Initializing,
+            memory: None,
+            alloc: None,
+            root_context_id: 0,
+            effective_context: 0,
+            streams: HashMap::new(),
+            root_properties: HashMap::new(),
+            pending_calls: HashMap::new(),
+            next_token: 1,
+            http_call_result: None,
+            deferred: Vec::new(),
+            captured_logs: Some(Vec::new()),
+        }
+    }
+
+    /// The HTTP context the current call acts on, if the effective context is one.
+    pub(crate) fn stream(&mut self) -> Option<&mut StreamState> {
+        self.streams.get_mut(&self.effective_context)
+    }
+
+    /// Traps when the VM is still in `_initialize`/`main` (Envoy's "restricted_callback").
+    pub(crate) fn check_not_restricted(&self, function: &str) -> wasmtime::Result<()> {
+        if self.phase == Phase::Initializing {
+            return Err(wasmtime::Error::msg(format!(
+                "restricted_callback: {function} is not allowed while the module initializes"
+            )));
+        }
+        Ok(())
+    }
+}
