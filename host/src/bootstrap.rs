@@ -5,7 +5,8 @@
 //! - `static_resources.listeners[]`: `name`, `address.socket_address`, one `filter_chains[]`
 //!   entry holding one `envoy.filters.network.http_connection_manager` (`stat_prefix`,
 //!   `codec_type` AUTO/HTTP1, `route_config{name, virtual_hosts[]{name, domains,
-//!   routes[]{name, match{prefix}, route{cluster | cluster_header, timeout}}}}`,
+//!   routes[]{name, match{prefix}, route{cluster | cluster_header, timeout,
+//!   auto_host_rewrite}}}}`,
 //!   `http_filters[]`: `envoy.filters.http.wasm` then `envoy.filters.http.router` last).
 //! - `static_resources.clusters[]`: `name`, `type` STATIC/STRICT_DNS/LOGICAL_DNS,
 //!   `connect_timeout`, `lb_policy` ROUND_ROBIN, `dns_lookup_family`, `load_assignment`,
@@ -95,6 +96,8 @@ pub struct Route {
     pub target: RouteTarget,
     /// Route timeout; `None` = no timeout (`0s`).
     pub timeout: Option<Duration>,
+    /// `auto_host_rewrite`: `Host` becomes the upstream's DNS name (DNS clusters only).
+    pub auto_host_rewrite: bool,
 }
 
 /// A route's cluster specifier.
@@ -484,6 +487,7 @@ impl Resolver<'_> {
                 prefix: r.match_.prefix,
                 target,
                 timeout,
+                auto_host_rewrite: r.route.auto_host_rewrite,
             });
         }
         Ok(VirtualHost {

@@ -198,6 +198,9 @@ pub struct RouteAction {
     pub cluster_header: Option<String>,
     /// Route timeout, Envoy duration string; default 15s, `0s` = none.
     pub timeout: Option<String>,
+    /// Set `Host` to the upstream host's DNS name (DNS clusters only, as in Envoy).
+    #[serde(default)]
+    pub auto_host_rewrite: bool,
 }
 
 /// An entry of `http_filters`.

@@ -1,0 +1,306 @@
+//! A worker's upstream clusters: endpoints (round-robin, DNS refreshed for DNS clusters), a
+//! keep-alive connection pool per cluster, and the mapping of upstream failures to Envoy's
+//! local replies. Also the [`ClusterManager`] the Wasm VMs use for `dispatch_http_call`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use super::body::DeadlineBody;
+use super::connector::{ConnectError, Connector};
+use super::local_reply::{full, LocalReply};
+use crate::bootstrap::{Cluster, Discovery, DnsLookupFamily};
+use crate::stream::{Body, BoxError, UpstreamInfo};
+use crate::vm::{CallError, CallRequest, CallResponse, ClusterManager};
+
+/// How often DNS clusters re-resolve (Envoy's default `dns_refresh_rate`).
+const DNS_REFRESH: Duration = Duration::from_secs(5);
+/// Idle upstream connections kept per endpoint.
+const POOL_MAX_IDLE: usize = 1024;
+/// How long an idle upstream connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One cluster on one worker.
+pub struct UpstreamCluster {
+    config: Cluster,
+    client: Client<Connector, Body>,
+    /// Resolved hosts with the DNS name they came from (DNS clusters).
+    hosts: RefCell<Vec<(SocketAddr, Option<String>)>>,
+    next: Cell<usize>,
+}
+
+impl UpstreamCluster {
+    fn new(config: Cluster) -> Result<Self, String> {
+        let connector = Connector::new(config.connect_timeout, config.tls.as_ref())
+            .map_err(|e| format!("cluster {:?}: {e}", config.name))?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let hosts = if config.discovery == Discovery::Static {
+            config
+                .endpoints
+                .iter()
+                .filter_map(|e| e.host.parse().ok().map(|ip| (SocketAddr::new(ip, e.port), None)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            config,
+            client,
+            hosts: RefCell::new(hosts),
+            next: Cell::new(0),
+        })
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The next host, round-robin; `None` when the cluster has none.
+    pub fn pick(&self) -> Option<(SocketAddr, Option<String>)> {
+        let hosts = self.hosts.borrow();
+        if hosts.is_empty() {
+            return None;
+        }
+        let i = self.next.get() % hosts.len();
+        self.next.set(i.wrapping_add(1));
+        Some(hosts[i].clone())
+    }
+
+    async fn resolve(&self) {
+        let mut resolved = Vec::new();
+        for ep in &self.config.endpoints {
+            match tokio::net::lookup_host((ep.host.as_str(), ep.port)).await {
+                Ok(addrs) => {
+                    let mut addrs: Vec<SocketAddr> = addrs
+                        .filter(|a| match self.config.dns_lookup_family {
+                            DnsLookupFamily::V4Only => a.is_ipv4(),
+                            DnsLookupFamily::V6Only => a.is_ipv6(),
+                            _ => true,
+                        })
+                        .collect();
+                    if self.config.dns_lookup_family == DnsLookupFamily::V4Preferred && addrs.iter().any(|a| a.is_ipv4()) {
+                        addrs.retain(|a| a.is_ipv4());
+                    }
+                    addrs.dedup();
+                    if self.config.discovery == Discovery::LogicalDns {
+                        addrs.truncate(1);
+                    }
+                    resolved.extend(addrs.into_iter().map(|a| (a, Some(ep.host.clone()))));
+                }
+                Err(e) => tracing::warn!(cluster = %self.config.name, host = %ep.host, "DNS resolution failed: {e}"),
+            }
+        }
+        *self.hosts.borrow_mut() = resolved;
+    }
+
+    /// Sends `req` to the next host and returns the upstream's answer, or Envoy's local reply
+    /// when there is no host, the connection fails, or `timeout` passes before the headers.
+    /// The response carries an [`UpstreamInfo`] extension either way.
+    /// With `auto_host_rewrite`, `Host` becomes the host's DNS name (DNS clusters only).
+    pub async fn send(&self, mut req: Request<Body>, timeout: Option<Duration>, auto_host_rewrite: bool, mut info: UpstreamInfo) -> Response<Body> {
+        info.cluster_name = Some(self.config.name.clone());
+        let Some((addr, hostname)) = self.pick() else {
+            return LocalReply::NoHealthyUpstream.into_response(info);
+        };
+        if auto_host_rewrite {
+            if let Some(v) = hostname.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+        info.upstream_address = Some(addr);
+        let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        match Uri::builder().scheme("http").authority(addr.to_string()).path_and_query(pq).build() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return LocalReply::RouteNotFound.into_response(info),
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let pending = self.client.request(req);
+        let result = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, pending).await {
+                Ok(r) => r,
+                Err(_) => return LocalReply::Timeout.into_response(info),
+            },
+            None => pending.await,
+        };
+        match result {
+            Ok(resp) => {
+                let (parts, incoming) = resp.into_parts();
+                let body: Body = incoming.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+                let body = match deadline {
+                    Some(d) => DeadlineBody::new(body, d).boxed_unsync(),
+                    None => body,
+                };
+                let mut resp = Response::from_parts(parts, body);
+                info.code_details = "via_upstream".to_string();
+                resp.extensions_mut().insert(info);
+                resp
+            }
+            Err(e) => {
+                let reply = classify(&e);
+                tracing::debug!(cluster = %self.config.name, upstream = %addr, "upstream failure: {e:?}");
+                reply.into_response(info)
+            }
+        }
+    }
+}
+
+/// Maps a client error to Envoy's reset reason.
+fn classify(e: &hyper_util::client::legacy::Error) -> LocalReply {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(c) = s.downcast_ref::<ConnectError>() {
+            return match c {
+                ConnectError::Timeout => LocalReply::ConnectTimeout,
+                other => LocalReply::ConnectFailure { transport: other.transport_reason() },
+            };
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return LocalReply::ProtocolError;
+            }
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return LocalReply::ConnectionTermination;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+                return LocalReply::ConnectionTermination;
+            }
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        return LocalReply::ConnectFailure { transport: None };
+    }
+    LocalReply::RemoteReset
+}
+
+// ===== all clusters of a worker =====
+
+/// A worker's clusters (or the singleton's, or the canary's).
+pub struct Clusters {
+    by_name: HashMap<String, Rc<UpstreamCluster>>,
+}
+
+impl Clusters {
+    /// Builds every cluster's pool. DNS clusters have no hosts until [`Clusters::start_dns`].
+    ///
+    /// # Errors
+    /// A cluster's TLS settings are unusable.
+    pub fn new(clusters: &[Cluster]) -> Result<Rc<Self>, String> {
+        let mut by_name = HashMap::new();
+        for c in clusters {
+            by_name.insert(c.name.clone(), Rc::new(UpstreamCluster::new(c.clone())?));
+        }
+        Ok(Rc::new(Self { by_name }))
+    }
+
+    /// Starts resolving DNS clusters now and every 5 s (must run inside a `LocalSet`). The
+    /// tasks end when the `Clusters` is dropped.
+    pub fn start_dns(self: &Rc<Self>) {
+        for cluster in self.by_name.values() {
+            if cluster.config.discovery == Discovery::Static {
+                continue;
+            }
+            let weak = Rc::downgrade(cluster);
+            tokio::task::spawn_local(async move {
+                loop {
+                    let Some(c) = weak.upgrade() else { return };
+                    c.resolve().await;
+                    drop(c);
+                    tokio::time::sleep(DNS_REFRESH).await;
+                }
+            });
+        }
+    }
+
+    /// The cluster called `name`.
+    pub fn get(&self, name: &str) -> Option<&Rc<UpstreamCluster>> {
+        self.by_name.get(name)
+    }
+}
+
+impl ClusterManager for Clusters {
+    fn has_cluster(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    fn call(
+        &self,
+        cluster: &str,
+        request: CallRequest,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = Result<CallResponse, CallError>>>> {
+        let Some(cluster) = self.by_name.get(cluster).cloned() else {
+            let name = cluster.to_string();
+            return Box::pin(async move { Err(CallError::Other(format!("unknown cluster {name:?}"))) });
+        };
+        Box::pin(async move {
+            let req = build_call_request(request).map_err(CallError::Other)?;
+            let info = UpstreamInfo::default();
+            // Like Envoy's async client, local replies (503 UF, 504 UT, ...) come back as answers.
+            let resp = cluster.send(req, timeout, false, info).await;
+            let (parts, body) = resp.into_parts();
+            let collected = body.collect().await.map_err(|e| CallError::Reset(e.to_string()))?;
+            let trailers = collected
+                .trailers()
+                .map(|t| t.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect())
+                .unwrap_or_default();
+            let mut headers = vec![(":status".to_string(), parts.status.as_str().as_bytes().to_vec())];
+            headers.extend(parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())));
+            Ok(CallResponse {
+                headers,
+                body: collected.to_bytes(),
+                trailers,
+            })
+        })
+    }
+}
+
+/// Turns a `dispatch_http_call` header list into a request (`:authority` becomes `Host`).
+fn build_call_request(call: CallRequest) -> Result<Request<Body>, String> {
+    let mut method = None;
+    let mut path = None;
+    let mut builder = Request::builder();
+    for (name, value) in &call.headers {
+        match name.as_str() {
+            ":method" => method = Some(Method::from_bytes(value).map_err(|e| format!(":method: {e}"))?),
+            ":path" => path = Some(String::from_utf8_lossy(value).into_owned()),
+            ":authority" => {
+                builder = builder.header(http::header::HOST, HeaderValue::from_bytes(value).map_err(|e| format!(":authority: {e}"))?)
+            }
+            n if n.starts_with(':') => {}
+            n => {
+                let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n:?}: {e}"))?;
+                let value = HeaderValue::from_bytes(value).map_err(|e| format!("header {n:?}: {e}"))?;
+                builder = builder.header(name, value);
+            }
+        }
+    }
+    let method = method.ok_or(":method is required")?;
+    let path = path.ok_or(":path is required")?;
+    let body: Body = full(call.body);
+    builder
+        .method(method)
+        .uri(path)
+        .body(body)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,189 @@
+//! Downstream side: `SO_REUSEPORT` sockets (one per worker, the kernel spreads connections),
+//! the accept loop, HTTP/1.1 keep-alive connections, and the per-request path
+//! filters → router.
+//!
+//! ```text
+//! accept ─ http1 conn ─ request ─▶ run_filter_chain(wasm filters…) ─▶ Router::forward ─▶ cluster pool
+//!                                   on_request_headers/body            route by prefix,
+//!                                   ◀─ on_response_headers/body ◀──── cluster / cluster_header
+//! ```
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::router::Router;
+use crate::stream::{run_filter_chain, Body, BoxError, StreamReset};
+use crate::vm::{DownstreamInfo, PluginVm};
+
+/// The service error that makes hyper drop a connection whose stream a plugin reset.
+#[derive(Debug, thiserror::Error)]
+#[error("stream reset by a Wasm plugin")]
+struct ResetByPlugin;
+
+/// Binds `count` listening sockets on `addr` with `SO_REUSEPORT` (port 0: the first one
+/// picks the port, the others share it).
+///
+/// # Errors
+/// The address cannot be bound (e.g. in use by a socket without `SO_REUSEPORT`).
+pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// What serving one listener on one worker needs.
+pub struct ListenerContext {
+    /// The listener's name (logs).
+    pub name: String,
+    /// The address clients connect to (`destination.address`).
+    pub local_addr: SocketAddr,
+    /// The Wasm HTTP filters, in order.
+    pub filters: Vec<Rc<PluginVm>>,
+    /// The router.
+    pub router: Rc<Router>,
+}
+
+/// Accepts and serves connections until `drain` becomes true, then lets open connections
+/// finish their current request (closing keep-alive) for at most `drain_time`.
+pub async fn serve(listener: tokio::net::TcpListener, ctx: Rc<ListenerContext>, mut drain: watch::Receiver<bool>, drain_time: Duration) {
+    let mut conns = JoinSet::new();
+    let conn_drain = drain.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn_local(serve_connection(stream, peer, ctx.clone(), conn_drain.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %ctx.name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = drain.wait_for(|d| *d) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain_time, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Rc<ListenerContext>, mut drain: watch::Receiver<bool>) {
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let ctx = service_ctx.clone();
+        async move {
+            let resp = handle(ctx, peer, req).await;
+            if resp.extensions().get::<StreamReset>().is_some() {
+                // A plugin reset the stream: abort the connection instead of answering.
+                return Err(Box::new(ResetByPlugin) as BoxError);
+            }
+            Ok(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.wait_for(|d| *d) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = %ctx.name, %peer, "downstream connection ended: {e}");
+    }
+}
+
+async fn handle(ctx: Rc<ListenerContext>, peer: SocketAddr, req: Request<Incoming>) -> http::Response<Body> {
+    let mut req: Request<Body> = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    let request_id = match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => id.to_string(),
+        None => {
+            let id = new_request_id();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                req.headers_mut().insert("x-request-id", v);
+            }
+            id
+        }
+    };
+    let router = ctx.router.clone();
+    if ctx.filters.is_empty() {
+        return router.forward(req).await;
+    }
+    let downstream = DownstreamInfo {
+        source: peer,
+        destination: ctx.local_addr,
+        request_id: Some(request_id),
+    };
+    run_filter_chain(&ctx.filters, downstream, req, move |r| async move { router.forward(r).await }).await
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() | 1
+}
+
+fn next_u64() -> u64 {
+    RNG.with(|r| {
+        // xorshift64*: request ids need uniqueness, not cryptographic strength.
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// A UUID-v4-shaped request id, as Envoy generates for `x-request-id`.
+fn new_request_id() -> String {
+    let a = next_u64();
+    let b = next_u64();
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}

@@ -1,0 +1,23 @@
+//! The proxy: what Envoy's listener, HTTP connection manager, router and cluster manager do
+//! for the bootstrap subset we run.
+//!
+//! - [`listener`]: `SO_REUSEPORT` sockets, accept loop, HTTP/1.1 keep-alive, the request path
+//!   (Wasm filters via [`crate::stream::run_filter_chain`], then the router).
+//! - [`router`]: virtual host and prefix route, `cluster` / `cluster_header`, route timeout.
+//! - [`cluster`]: per-worker clusters, round-robin, pools, upstream failure → local reply,
+//!   and the [`crate::vm::ClusterManager`] for `dispatch_http_call`.
+//! - [`connector`]: TCP + optional TLS (rustls, SNI).
+//! - [`local_reply`]: Envoy's local replies, response flags and code details.
+//! - [`body`]: the route timeout while a response body streams.
+
+pub mod body;
+pub mod cluster;
+pub mod connector;
+pub mod listener;
+pub mod local_reply;
+pub mod router;
+
+pub use cluster::Clusters;
+pub use listener::{bind_reuseport, serve, ListenerContext};
+pub use local_reply::{flags, LocalReply};
+pub use router::Router;
