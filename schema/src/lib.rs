@@ -39,6 +39,7 @@ pub use plugins::{PluginConfig, PluginConfiguration, PluginKind};
 #[derive(Debug, Clone)]
 pub struct Validated {
     plugins: Vec<PluginConfig>,
+    clusters: Vec<String>,
 }
 
 impl Validated {
@@ -46,6 +47,12 @@ impl Validated {
     /// document order, with the configuration Envoy will pass to its `on_configure`.
     pub fn plugins(&self) -> &[PluginConfig] {
         &self.plugins
+    }
+
+    /// Names of the clusters under `static_resources.clusters`, in order: the names a plugin
+    /// may route to or `dispatch_http_call` (an unknown one is BAD_ARGUMENT in Envoy).
+    pub fn static_clusters(&self) -> &[String] {
+        &self.clusters
     }
 }
 
@@ -63,6 +70,7 @@ pub fn validate_yaml(text: &str) -> Result<Validated, SchemaError> {
     walk::walk(&bootstrap, &mut collector)?;
     Ok(Validated {
         plugins: collector.found,
+        clusters: static_cluster_names(&bootstrap),
     })
 }
 
@@ -76,4 +84,27 @@ pub fn validate_file(path: &Path) -> Result<Validated, SchemaError> {
         source,
     })?;
     validate_yaml(&text)
+}
+
+fn static_cluster_names(bootstrap: &prost_reflect::DynamicMessage) -> Vec<String> {
+    let Some(resources) = bootstrap
+        .get_field_by_name("static_resources")
+        .and_then(|v| v.as_message().cloned())
+    else {
+        return Vec::new();
+    };
+    let Some(clusters) = resources.get_field_by_name("clusters") else {
+        return Vec::new();
+    };
+    clusters
+        .as_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            c.as_message()?
+                .get_field_by_name("name")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
 }

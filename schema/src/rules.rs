@@ -319,6 +319,11 @@ fn check_string(rules: &DynamicMessage, text: &str, path: &FieldPath) -> Result<
         if let Some(limit) = int_bound(rules, name) {
             if (is_min && actual < limit) || (!is_min && actual > limit) {
                 let side = if is_min { "at least" } else { "at most" };
+                let unit = if limit == 1 {
+                    unit.trim_end_matches('s')
+                } else {
+                    unit
+                };
                 return Err(violation(
                     path,
                     format!("must be {side} {limit} {unit} long, got {text:?}"),

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use prost_reflect::{DynamicMessage, FieldDescriptor, MapKey, ReflectMessage, Value};
+use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 use crate::{pool, SchemaError};
 
@@ -95,14 +95,13 @@ fn walk_message(
     let name = msg.descriptor().full_name().to_owned();
     for (field, value) in msg.fields() {
         path.push(Step::Field(field.name().to_owned()));
-        walk_value(&field, value, &name, path, visitor)?;
+        walk_value(value, &name, path, visitor)?;
         path.pop();
     }
     Ok(())
 }
 
 fn walk_value(
-    field: &FieldDescriptor,
     value: &Value,
     parent: &str,
     path: &mut FieldPath,
@@ -113,7 +112,7 @@ fn walk_value(
         Value::List(items) => {
             for (index, item) in items.iter().enumerate() {
                 path.push(Step::Index(index));
-                walk_value(field, item, parent, path, visitor)?;
+                walk_value(item, parent, path, visitor)?;
                 path.pop();
             }
             Ok(())
@@ -121,7 +120,7 @@ fn walk_value(
         Value::Map(entries) => {
             for (key, item) in entries {
                 path.push(Step::Key(map_key_text(key)));
-                walk_value(field, item, parent, path, visitor)?;
+                walk_value(item, parent, path, visitor)?;
                 path.pop();
             }
             Ok(())
