@@ -80,7 +80,8 @@ async fn healthy_streams_when_asked() {
 #[tokio::test]
 async fn status_modes_send_status_headers_and_body() {
     let m = mock_in(FailMode::Healthy).await;
-    let cases: [(&str, u16, Option<(&str, &str)>, &str); 6] = [
+    type Case<'a> = (&'a str, u16, Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 6] = [
         ("status:503", 503, None, "api_error"),
         (
             "status:429:retry-after=3",

@@ -84,14 +84,17 @@ impl Histogram {
         }
     }
 
-    /// The value at quantile `q` (0.0..=1.0): the lower bound of the bucket holding it, never
-    /// more than the maximum. 0 if empty.
+    /// The value at quantile `q` (0.0..=1.0): the lower bound of the bucket holding it (the
+    /// exact maximum for the last value). 0 if empty.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }
         let q = q.clamp(0.0, 1.0);
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        if rank == self.total {
+            return self.max;
+        }
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;

@@ -456,7 +456,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
+    let mut conn = Box::pin(conn);
     let mut close_idle = shared.close_idle.subscribe();
     close_idle.borrow_and_update();
     let mut shutdown = shared.shutdown.subscribe();
