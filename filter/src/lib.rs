@@ -1,1 +1,23 @@
-//! placeholder, replaced by the filter implementation
+//! failover: a proxy-wasm filter that spreads traffic over several upstream endpoints, fails
+//! over when one breaks, parks broken endpoints in a shared failure queue — counting each
+//! failure exactly once across all Envoy worker VMs — and brings them back when a background
+//! check sees them answer again.
+//!
+//! The decisions live in pure modules that never touch the ABI, so they are unit-tested
+//! natively: [`config`], [`select`], [`classify`], [`state`], [`store`], [`retry_after`],
+//! [`status`], [`probe`]. The proxy-wasm glue (root context, HTTP context, verifier) exists only
+//! when built for `wasm32`.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod classify;
+pub mod config;
+pub mod probe;
+pub mod retry_after;
+pub mod select;
+pub mod state;
+pub mod status;
+pub mod store;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

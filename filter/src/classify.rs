@@ -1,0 +1,312 @@
+//! Is this answer an endpoint failure? Pure: it looks at the status, Envoy's response flags and
+//! `response.code_details`, nothing else.
+//!
+//! Envoy turns upstream trouble into ordinary responses: a timeout is a local 504 with flag UT,
+//! a refused connection a local 503 with UF, and so on. Those local replies count through their
+//! flags; a status alone counts only when it really came from the upstream (`via_upstream`), so a
+//! 503 that some other filter generated (no route, rate limit) never parks a healthy endpoint.
+
+use std::fmt;
+
+/// Envoy's `response.flags` bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResponseFlags(u64);
+
+/// Envoy's short flag names and bits (`source/common/stream_info/utility.cc`).
+const FLAG_NAMES: &[(&str, u64)] = &[
+    ("LH", 0x1),
+    ("UH", 0x2),
+    ("UT", 0x4),
+    ("LR", 0x8),
+    ("UR", 0x10),
+    ("UF", 0x20),
+    ("UC", 0x40),
+    ("UO", 0x80),
+    ("NR", 0x100),
+    ("DI", 0x200),
+    ("FI", 0x400),
+    ("RL", 0x800),
+    ("UAEX", 0x1000),
+    ("RLSE", 0x2000),
+    ("DC", 0x4000),
+    ("URX", 0x8000),
+    ("SI", 0x10000),
+    ("IH", 0x20000),
+    ("DPE", 0x40000),
+    ("UMSDR", 0x80000),
+    ("RFCF", 0x100000),
+    ("NFCF", 0x200000),
+    ("DT", 0x400000),
+    ("UPE", 0x800000),
+    ("NC", 0x1000000),
+    ("OM", 0x2000000),
+];
+
+impl ResponseFlags {
+    /// Wraps a raw bit set as read from the `response.flags` property.
+    pub fn from_bits(bits: u64) -> Self {
+        Self(bits)
+    }
+
+    /// The raw bits.
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// The bit of a short flag name (`"UF"`), if Envoy has it.
+    pub fn bit_of(name: &str) -> Option<u64> {
+        FLAG_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, b)| *b)
+    }
+
+    /// This set plus `bit`.
+    pub fn with(self, bit: u64) -> Self {
+        Self(self.0 | bit)
+    }
+
+    /// True when any bit of `bits` is in this set.
+    pub fn contains_any(self, bits: u64) -> bool {
+        self.0 & bits != 0
+    }
+}
+
+impl fmt::Display for ResponseFlags {
+    /// Envoy's access-log style: `UF,URX`, or `-` when empty.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, bit) in FLAG_NAMES {
+            if self.0 & bit != 0 {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the filter could read about one answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// `:status`, if there was a response at all.
+    pub status: Option<u16>,
+    /// `response.flags`, if the host has them (Envoy streams; not `dispatch_http_call` answers).
+    pub flags: Option<ResponseFlags>,
+    /// `response.code_details`, e.g. `via_upstream`.
+    pub code_details: Option<String>,
+}
+
+/// Why an endpoint is considered failed; shown in logs and the status endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A configured failure status.
+    Status {
+        /// The status.
+        code: u16,
+        /// `response.code_details`, if known.
+        details: Option<String>,
+    },
+    /// A local reply carrying a configured response flag.
+    Flags {
+        /// The flags that matched.
+        flags: ResponseFlags,
+        /// The local reply's status.
+        code: Option<u16>,
+        /// `response.code_details`, if known.
+        details: Option<String>,
+    },
+    /// No response at all (the call failed, the stream was reset).
+    NoResponse,
+    /// A streamed answer was cut or carried an error event after headers went out.
+    Stream(String),
+    /// A verifier probe answered but not healthily.
+    Probe(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Status { code, details } => {
+                write!(f, "status {code}")?;
+                if let Some(d) = details {
+                    write!(f, " {d}")?;
+                }
+                Ok(())
+            }
+            Reason::Flags { flags, code, details } => {
+                write!(f, "flags {flags}")?;
+                if let Some(c) = code {
+                    write!(f, " status {c}")?;
+                }
+                if let Some(d) = details {
+                    write!(f, " {d}")?;
+                }
+                Ok(())
+            }
+            Reason::NoResponse => f.write_str("no response (reset or connection failure)"),
+            Reason::Stream(s) => write!(f, "stream: {s}"),
+            Reason::Probe(s) => write!(f, "probe: {s}"),
+        }
+    }
+}
+
+/// The classification of one answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// 1xx–3xx: the endpoint works.
+    Healthy,
+    /// A status outside the failure set that is not a success either (a client's 400, 404, 422):
+    /// the endpoint answered correctly; nothing is recorded and nothing fails over.
+    Neutral,
+    /// The endpoint failed.
+    Failed(Reason),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Failed`].
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Verdict::Failed(_))
+    }
+}
+
+/// Classifies `obs` under `policy`.
+pub fn classify(policy: &crate::config::FailurePolicy, obs: &Observation) -> Verdict {
+    let Some(code) = obs.status else {
+        return Verdict::Failed(Reason::NoResponse);
+    };
+    let via_upstream = obs.code_details.as_deref().is_none_or(|d| d == "via_upstream");
+    if let Some(flags) = obs.flags {
+        let hit = ResponseFlags(flags.0 & policy.response_flags.0);
+        if hit.0 != 0 {
+            return Verdict::Failed(Reason::Flags {
+                flags: hit,
+                code: Some(code),
+                details: obs.code_details.clone(),
+            });
+        }
+    }
+    if via_upstream && policy.statuses.contains(code) {
+        return Verdict::Failed(Reason::Status {
+            code,
+            details: obs.code_details.clone(),
+        });
+    }
+    if code < 400 {
+        Verdict::Healthy
+    } else {
+        Verdict::Neutral
+    }
+}
+
+/// Reads Envoy's 8-byte little-endian integer property encoding. Anything else is `None`:
+/// a host that encodes differently must never crash the filter.
+pub fn decode_u64_le(bytes: &[u8]) -> Option<u64> {
+    let arr: [u8; 8] = bytes.try_into().ok()?;
+    Some(u64::from_le_bytes(arr))
+}
+
+/// Reads a status code sent as text (`:status` header) or as an 8-byte integer property.
+pub fn decode_status(bytes: &[u8]) -> Option<u16> {
+    if let Some(n) = decode_u64_le(bytes) {
+        return u16::try_from(n).ok().filter(|c| (100..=599).contains(c));
+    }
+    std::str::from_utf8(bytes)
+        .ok()?
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (100..=599).contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn policy() -> crate::config::FailurePolicy {
+        Config::parse(br#"{"endpoints":[{"name":"a","cluster":"ca"}]}"#, &|_| None)
+            .unwrap()
+            .failure
+    }
+
+    fn obs(status: Option<u16>, flags: u64, details: &str) -> Observation {
+        Observation {
+            status,
+            flags: Some(ResponseFlags(flags)),
+            code_details: Some(details.to_string()),
+        }
+    }
+
+    #[test]
+    fn upstream_5xx_and_429_fail() {
+        let p = policy();
+        for code in [500, 502, 503, 504, 529, 429] {
+            assert!(classify(&p, &obs(Some(code), 0, "via_upstream")).is_failure(), "{code}");
+        }
+    }
+
+    #[test]
+    fn client_errors_are_neutral_and_2xx_healthy() {
+        let p = policy();
+        for code in [400, 401, 403, 404, 413, 422] {
+            assert_eq!(classify(&p, &obs(Some(code), 0, "via_upstream")), Verdict::Neutral, "{code}");
+        }
+        assert_eq!(classify(&p, &obs(Some(200), 0, "via_upstream")), Verdict::Healthy);
+        assert_eq!(classify(&p, &obs(Some(304), 0, "via_upstream")), Verdict::Healthy);
+    }
+
+    #[test]
+    fn local_replies_count_through_flags_only() {
+        let p = policy();
+        // connect failure: local 503 UF
+        let v = classify(&p, &obs(Some(503), 0x20, "upstream_reset_before_response_started{connection_failure}"));
+        assert!(matches!(v, Verdict::Failed(Reason::Flags { .. })), "{v:?}");
+        // timeout: local 504 UT
+        assert!(classify(&p, &obs(Some(504), 0x4, "upstream_response_timeout")).is_failure());
+        // retry limit on top of a reset
+        assert!(classify(&p, &obs(Some(503), 0x8010, "x")).is_failure());
+        // a 503 another filter generated (no route) must not park the endpoint
+        assert_eq!(classify(&p, &obs(Some(503), 0x100, "route_not_found")), Verdict::Neutral);
+        // a local 429 from a rate-limit filter: not the endpoint's fault
+        assert_eq!(classify(&p, &obs(Some(429), 0x800, "request_rate_limited")), Verdict::Neutral);
+    }
+
+    #[test]
+    fn no_response_is_a_failure() {
+        assert_eq!(classify(&policy(), &Observation::default()), Verdict::Failed(Reason::NoResponse));
+    }
+
+    #[test]
+    fn missing_details_means_upstream_answer() {
+        let o = Observation {
+            status: Some(503),
+            flags: None,
+            code_details: None,
+        };
+        assert!(classify(&policy(), &o).is_failure());
+    }
+
+    #[test]
+    fn flag_names_round_trip() {
+        assert_eq!(ResponseFlags::bit_of("uf"), Some(0x20));
+        assert_eq!(ResponseFlags::bit_of("URX"), Some(0x8000));
+        assert_eq!(ResponseFlags::bit_of("nope"), None);
+        assert_eq!(ResponseFlags(0x8020).to_string(), "UF,URX");
+        assert_eq!(ResponseFlags(0).to_string(), "-");
+    }
+
+    #[test]
+    fn property_decoding_is_defensive() {
+        assert_eq!(decode_u64_le(&0x20u64.to_le_bytes()), Some(0x20));
+        assert_eq!(decode_u64_le(&[1, 2, 3]), None);
+        assert_eq!(decode_status(b"503"), Some(503));
+        assert_eq!(decode_status(&503u64.to_le_bytes()), Some(503));
+        assert_eq!(decode_status(b"abc"), None);
+        assert_eq!(decode_status(b"9999"), None);
+        assert_eq!(decode_status(&[0xff; 3]), None);
+    }
+}
