@@ -196,6 +196,9 @@ pub enum WasmSource {
 pub struct LoadOptions {
     /// `--wasm`: replaces every `code.local` (`None` = as configured).
     pub wasm_override: Option<WasmSource>,
+    /// Do not require `code.local.filename` to exist (`--mode validate` checks the config,
+    /// not the machine it runs on).
+    pub skip_file_checks: bool,
 }
 
 /// Reads, parses and checks a bootstrap file.
@@ -673,7 +676,7 @@ impl Resolver<'_> {
             }
         };
         if let WasmSource::File(f) = &code {
-            if !f.is_file() {
+            if !self.opts.skip_file_checks && !f.is_file() {
                 return Err(self.err(
                     format!("{cpath}.filename"),
                     format!(

@@ -6,9 +6,13 @@
 //! [`state_file`], [`demo`]. Runtime half: the Wasm VMs and the proxy-wasm ABI.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod bootstrap;
+pub mod demo;
 pub mod error;
 pub mod proxy;
+pub mod server;
+pub mod state_file;
 
 // ----- runtime half (Wasm VMs and the proxy-wasm ABI) -----
 pub(crate) mod abi;

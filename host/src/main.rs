@@ -1,1 +1,169 @@
-fn main(){}
+//! `failover-host`: the CLI. Mirrors Envoy's (`-c`, `--concurrency`, `--mode`,
+//! `--log-level`) plus `--state-file`, `--wasm`, and the `demo` and `wasm` subcommands.
+//! Every failure is one line on stderr and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use failover_host::bootstrap::{self, LoadOptions, WasmSource};
+use failover_host::server::{self, ServeOptions, Server};
+
+#[derive(Parser, Debug)]
+#[command(name = "failover-host", version, about = "Runs the failover proxy-wasm filter without Envoy, with Envoy's semantics")]
+struct Cli {
+    /// Envoy bootstrap YAML.
+    #[arg(short = 'c', long = "config-path")]
+    config: Option<PathBuf>,
+    /// Worker threads (default: number of cores).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// `serve` runs the proxy; `validate` checks the config and exits 0/1.
+    #[arg(long, value_enum, default_value_t = Mode::Serve)]
+    mode: Mode,
+    /// trace, debug, info, warning, error, critical, off.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Keep the shared data (the failure queue) in this file across restarts.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// Use this .wasm for every plugin instead of `code.local` (`builtin` = the embedded filter).
+    #[arg(long)]
+    wasm: Option<String>,
+    /// Seconds old connections get to finish after a reload or at shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain_time_s: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Serve,
+    Validate,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mock upstreams (one flaky), the proxy with the built-in filter, traffic, a live view.
+    Demo {
+        /// Stop after this many seconds and print a summary (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Worker threads of the demo proxy.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
+    /// Write the embedded filter module to a file (for Envoy, or a config's `filename`).
+    Wasm {
+        /// Output path.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_level) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let directive = match level {
+        "trace" | "debug" | "info" | "error" | "off" => level,
+        "warn" | "warning" => "warn",
+        "critical" => "error",
+        other => bail!("--log-level: unknown level {other:?} (trace, debug, info, warning, error, critical, off)"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Wasm { out }) => {
+            std::fs::write(&out, failover_host::vm::EMBEDDED_FILTER).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} bytes)", out.display(), failover_host::vm::EMBEDDED_FILTER.len());
+            Ok(())
+        }
+        Some(Command::Demo { duration, concurrency }) => failover_host::demo::run(failover_host::demo::DemoOptions {
+            duration: duration.map(Duration::from_secs),
+            concurrency,
+        }),
+        None => {
+            let Some(config) = cli.config.clone() else {
+                bail!("no configuration: pass -c FILE (an Envoy bootstrap YAML), or run `failover-host demo`");
+            };
+            let wasm_override = cli.wasm.as_deref().map(|w| match w {
+                "builtin" | bootstrap::BUILTIN_WASM => WasmSource::Embedded,
+                path => WasmSource::File(PathBuf::from(path)),
+            });
+            match cli.mode {
+                Mode::Validate => validate(&config, wasm_override),
+                Mode::Serve => {
+                    let load = LoadOptions { wasm_override, skip_file_checks: false };
+                    let opts = ServeOptions {
+                        concurrency: cli.concurrency.unwrap_or_else(server::default_concurrency).max(1),
+                        state_file: cli.state_file,
+                        drain_time: Duration::from_secs(cli.drain_time_s),
+                    };
+                    serve(config, load, opts)
+                }
+            }
+        }
+    }
+}
+
+/// `--mode validate`: Envoy's own schema (failover-envoy-schema), then the subset this host
+/// runs. Like Envoy, prints `configuration '<file>' OK` and exits 0, or the error and exits 1.
+fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
+    failover_envoy_schema::validate_file(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let load = LoadOptions { wasm_override, skip_file_checks: true };
+    bootstrap::load(config, &load).context("valid for Envoy, but failover-host cannot run it")?;
+    println!("configuration '{}' OK", config.display());
+    Ok(())
+}
+
+fn serve(config: PathBuf, load: LoadOptions, opts: ServeOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the main runtime")?;
+    let server = rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a SIGHUP during start-up must not kill the process.
+        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let bootstrap = bootstrap::load(&config, &load)?;
+        let mut server = Server::start(bootstrap, opts)?;
+        tracing::info!("failover-host ready");
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading {}", config.display());
+                    let result = bootstrap::load(&config, &load).map_err(anyhow::Error::from).and_then(|b| server.reload(b).map_err(anyhow::Error::from));
+                    if let Err(e) = result {
+                        tracing::error!("reload failed, keeping the running configuration: {e:#}");
+                    }
+                }
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+            }
+        }
+        tracing::info!("shutting down");
+        Ok::<_, anyhow::Error>(server)
+    })?;
+    server.shutdown();
+    Ok(())
+}
