@@ -142,7 +142,7 @@ pub fn downstream() -> DownstreamInfo {
 
 /// Shows the host's logs when a test fails.
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug").try_init();
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug,cranelift_codegen=warn,wasmtime=warn,cranelift=warn").try_init();
 }
 
 /// Waits (bounded) until `cond` holds, yielding to the LocalSet in between.
