@@ -55,7 +55,10 @@ impl ResponseFlags {
 
     /// The bit of a short flag name (`"UF"`), if Envoy has it.
     pub fn bit_of(name: &str) -> Option<u64> {
-        FLAG_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, b)| *b)
+        FLAG_NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, b)| *b)
     }
 
     /// This set plus `bit`.
@@ -137,7 +140,11 @@ impl fmt::Display for Reason {
                 }
                 Ok(())
             }
-            Reason::Flags { flags, code, details } => {
+            Reason::Flags {
+                flags,
+                code,
+                details,
+            } => {
                 write!(f, "flags {flags}")?;
                 if let Some(c) = code {
                     write!(f, " status {c}")?;
@@ -178,7 +185,10 @@ pub fn classify(policy: &crate::config::FailurePolicy, obs: &Observation) -> Ver
     let Some(code) = obs.status else {
         return Verdict::Failed(Reason::NoResponse);
     };
-    let via_upstream = obs.code_details.as_deref().is_none_or(|d| d == "via_upstream");
+    let via_upstream = obs
+        .code_details
+        .as_deref()
+        .is_none_or(|d| d == "via_upstream");
     if let Some(flags) = obs.flags {
         let hit = ResponseFlags(flags.0 & policy.response_flags.0);
         if hit.0 != 0 {
@@ -245,7 +255,10 @@ mod tests {
     fn upstream_5xx_and_429_fail() {
         let p = policy();
         for code in [500, 502, 503, 504, 529, 429] {
-            assert!(classify(&p, &obs(Some(code), 0, "via_upstream")).is_failure(), "{code}");
+            assert!(
+                classify(&p, &obs(Some(code), 0, "via_upstream")).is_failure(),
+                "{code}"
+            );
         }
     }
 
@@ -253,31 +266,57 @@ mod tests {
     fn client_errors_are_neutral_and_2xx_healthy() {
         let p = policy();
         for code in [400, 401, 403, 404, 413, 422] {
-            assert_eq!(classify(&p, &obs(Some(code), 0, "via_upstream")), Verdict::Neutral, "{code}");
+            assert_eq!(
+                classify(&p, &obs(Some(code), 0, "via_upstream")),
+                Verdict::Neutral,
+                "{code}"
+            );
         }
-        assert_eq!(classify(&p, &obs(Some(200), 0, "via_upstream")), Verdict::Healthy);
-        assert_eq!(classify(&p, &obs(Some(304), 0, "via_upstream")), Verdict::Healthy);
+        assert_eq!(
+            classify(&p, &obs(Some(200), 0, "via_upstream")),
+            Verdict::Healthy
+        );
+        assert_eq!(
+            classify(&p, &obs(Some(304), 0, "via_upstream")),
+            Verdict::Healthy
+        );
     }
 
     #[test]
     fn local_replies_count_through_flags_only() {
         let p = policy();
         // connect failure: local 503 UF
-        let v = classify(&p, &obs(Some(503), 0x20, "upstream_reset_before_response_started{connection_failure}"));
+        let v = classify(
+            &p,
+            &obs(
+                Some(503),
+                0x20,
+                "upstream_reset_before_response_started{connection_failure}",
+            ),
+        );
         assert!(matches!(v, Verdict::Failed(Reason::Flags { .. })), "{v:?}");
         // timeout: local 504 UT
         assert!(classify(&p, &obs(Some(504), 0x4, "upstream_response_timeout")).is_failure());
         // retry limit on top of a reset
         assert!(classify(&p, &obs(Some(503), 0x8010, "x")).is_failure());
         // a 503 another filter generated (no route) must not park the endpoint
-        assert_eq!(classify(&p, &obs(Some(503), 0x100, "route_not_found")), Verdict::Neutral);
+        assert_eq!(
+            classify(&p, &obs(Some(503), 0x100, "route_not_found")),
+            Verdict::Neutral
+        );
         // a local 429 from a rate-limit filter: not the endpoint's fault
-        assert_eq!(classify(&p, &obs(Some(429), 0x800, "request_rate_limited")), Verdict::Neutral);
+        assert_eq!(
+            classify(&p, &obs(Some(429), 0x800, "request_rate_limited")),
+            Verdict::Neutral
+        );
     }
 
     #[test]
     fn no_response_is_a_failure() {
-        assert_eq!(classify(&policy(), &Observation::default()), Verdict::Failed(Reason::NoResponse));
+        assert_eq!(
+            classify(&policy(), &Observation::default()),
+            Verdict::Failed(Reason::NoResponse)
+        );
     }
 
     #[test]

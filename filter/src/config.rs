@@ -163,12 +163,20 @@ impl StatusSet {
                         match t.as_bytes()[0] {
                             d @ b'1'..=b'5' => set.classes[usize::from(d - b'0')] = true,
                             _ => {
-                                return Err(invalid(here, format!("{text:?} is not a status class (1xx..5xx)")))
+                                return Err(invalid(
+                                    here,
+                                    format!("{text:?} is not a status class (1xx..5xx)"),
+                                ))
                             }
                         }
                     } else {
                         let code: u64 = t.parse().map_err(|_| {
-                            invalid(&here, format!("{text:?} is neither a status code nor a class like \"5xx\""))
+                            invalid(
+                                &here,
+                                format!(
+                                    "{text:?} is neither a status code nor a class like \"5xx\""
+                                ),
+                            )
                         })?;
                         set.codes.push(check_code(&here, code)?);
                     }
@@ -182,7 +190,10 @@ impl StatusSet {
 fn check_code(path: &str, code: u64) -> Result<u16, ConfigError> {
     match u16::try_from(code) {
         Ok(c) if (100..=599).contains(&c) => Ok(c),
-        _ => Err(invalid(path, format!("{code} is not an HTTP status (100..599)"))),
+        _ => Err(invalid(
+            path,
+            format!("{code} is not an HTTP status (100..599)"),
+        )),
     }
 }
 
@@ -266,7 +277,10 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("{text:?} is not an IP network"))?;
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -285,8 +299,12 @@ impl Cidr {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_match(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_match(&net.octets(), &ip.octets(), self.prefix)
+            }
             _ => false,
         }
     }
@@ -363,7 +381,10 @@ impl Config {
 
     /// Looks an endpoint up by its name.
     pub fn index_of(&self, name: &str) -> Option<EndpointIdx> {
-        self.endpoints.iter().position(|e| e.id.as_str() == name).map(EndpointIdx)
+        self.endpoints
+            .iter()
+            .position(|e| e.id.as_str() == name)
+            .map(EndpointIdx)
     }
 
     /// Every endpoint index, in config order.
@@ -412,7 +433,10 @@ impl Default for RawFailure {
     fn default() -> Self {
         Self {
             statuses: vec![StatusItem::Text("5xx".into()), StatusItem::Code(429)],
-            response_flags: ["UT", "UF", "UR", "UC", "UH", "URX"].iter().map(|s| s.to_string()).collect(),
+            response_flags: ["UT", "UF", "UR", "UC", "UH", "URX"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             threshold: 1,
         }
     }
@@ -453,7 +477,8 @@ impl Default for RawProbe {
             method: "POST".into(),
             path: "/v1/messages".into(),
             headers: BTreeMap::from([("content-type".to_string(), "application/json".to_string())]),
-            body: r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#.into(),
+            body: r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#
+                .into(),
         }
     }
 }
@@ -545,29 +570,44 @@ fn small(path: &str, v: u64) -> Result<u32, ConfigError> {
 /// A lowercase HTTP header name (RFC 9110 token characters).
 fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
     let ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if ok {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(invalid(path, format!("{name:?} is not a valid header name")))
+        Err(invalid(
+            path,
+            format!("{name:?} is not a valid header name"),
+        ))
     }
 }
 
 /// Replaces every `${NAME}` in `text` from `env`. `$$` is not special; a `${` without `}` is an
 /// error so a typo never reaches the wire.
-fn resolve_env(path: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<HeaderValue, ConfigError> {
+fn resolve_env(
+    path: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HeaderValue, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut secret = false;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| invalid(path, format!("{text:?} has \"${{\" without a closing \"}}\"")))?;
+        let end = after.find('}').ok_or_else(|| {
+            invalid(
+                path,
+                format!("{text:?} has \"${{\" without a closing \"}}\""),
+            )
+        })?;
         let name = &after[..end];
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(invalid(path, format!("${{{name}}} is not a valid environment variable reference")));
+            return Err(invalid(
+                path,
+                format!("${{{name}}} is not a valid environment variable reference"),
+            ));
         }
         let value = env(name).ok_or_else(|| {
             invalid(
@@ -627,12 +667,18 @@ impl RawConfig {
             let p = format!("endpoints[{i}]");
             let id = EndpointId::new(&e.name).map_err(|m| invalid(format!("{p}.name"), m))?;
             if endpoints.iter().any(|x| x.id == id) {
-                return Err(invalid(format!("{p}.name"), format!("{:?} is used by two endpoints", e.name)));
+                return Err(invalid(
+                    format!("{p}.name"),
+                    format!("{:?} is used by two endpoints", e.name),
+                ));
             }
             if e.cluster.trim().is_empty() {
                 return Err(invalid(format!("{p}.cluster"), "must not be empty"));
             }
-            let weight = small(&format!("{p}.weight"), positive(&format!("{p}.weight"), e.weight)?)?;
+            let weight = small(
+                &format!("{p}.weight"),
+                positive(&format!("{p}.weight"), e.weight)?,
+            )?;
             let group = e.group.clone().unwrap_or_else(|| "primary".into());
             if group.is_empty() {
                 return Err(invalid(format!("{p}.group"), "must not be empty"));
@@ -642,7 +688,10 @@ impl RawConfig {
             }
             if let Some(a) = &e.authority {
                 if a.is_empty() || a.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                    return Err(invalid(format!("{p}.authority"), format!("{a:?} is not a valid authority")));
+                    return Err(invalid(
+                        format!("{p}.authority"),
+                        format!("{a:?} is not a valid authority"),
+                    ));
                 }
             }
             endpoints.push(Endpoint {
@@ -660,14 +709,23 @@ impl RawConfig {
             Some(list) => {
                 for (i, g) in list.iter().enumerate() {
                     if !group_order.contains(g) {
-                        return Err(invalid(format!("groups[{i}]"), format!("{g:?} has no endpoints")));
+                        return Err(invalid(
+                            format!("groups[{i}]"),
+                            format!("{g:?} has no endpoints"),
+                        ));
                     }
                     if list[..i].contains(g) {
-                        return Err(invalid(format!("groups[{i}]"), format!("{g:?} is listed twice")));
+                        return Err(invalid(
+                            format!("groups[{i}]"),
+                            format!("{g:?} is listed twice"),
+                        ));
                     }
                 }
                 if let Some(missing) = group_order.iter().find(|g| !list.contains(g)) {
-                    return Err(invalid("groups", format!("group {missing:?} is used by an endpoint but not listed")));
+                    return Err(invalid(
+                        "groups",
+                        format!("group {missing:?} is used by an endpoint but not listed"),
+                    ));
                 }
                 list.clone()
             }
@@ -689,21 +747,34 @@ impl RawConfig {
         let mut response_flags = ResponseFlags::default();
         for (i, name) in self.failure.response_flags.iter().enumerate() {
             let bit = ResponseFlags::bit_of(name).ok_or_else(|| {
-                invalid(format!("failure.response_flags[{i}]"), format!("{name:?} is not an Envoy response flag"))
+                invalid(
+                    format!("failure.response_flags[{i}]"),
+                    format!("{name:?} is not an Envoy response flag"),
+                )
             })?;
             response_flags = response_flags.with(bit);
         }
         let failure = FailurePolicy {
             statuses: StatusSet::parse("failure.statuses", &self.failure.statuses)?,
             response_flags,
-            threshold: small("failure.threshold", positive("failure.threshold", self.failure.threshold)?)?,
+            threshold: small(
+                "failure.threshold",
+                positive("failure.threshold", self.failure.threshold)?,
+            )?,
         };
 
         let f = &self.failover;
         let failover = FailoverPolicy {
-            max_attempts: small("failover.max_attempts", positive("failover.max_attempts", f.max_attempts)?)?,
-            max_request_bytes: usize::try_from(f.max_request_bytes)
-                .map_err(|_| invalid("failover.max_request_bytes", format!("{} is too large", f.max_request_bytes)))?,
+            max_attempts: small(
+                "failover.max_attempts",
+                positive("failover.max_attempts", f.max_attempts)?,
+            )?,
+            max_request_bytes: usize::try_from(f.max_request_bytes).map_err(|_| {
+                invalid(
+                    "failover.max_request_bytes",
+                    format!("{} is too large", f.max_request_bytes),
+                )
+            })?,
             attempt_timeout_ms: positive("failover.attempt_timeout_ms", f.attempt_timeout_ms)?,
             tried_header: header_name("failover.tried_header", &f.tried_header)?,
         };
@@ -719,10 +790,16 @@ impl RawConfig {
         }
         let method = v.request.method.trim().to_ascii_uppercase();
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(invalid("verifier.request.method", format!("{:?} is not an HTTP method", v.request.method)));
+            return Err(invalid(
+                "verifier.request.method",
+                format!("{:?} is not an HTTP method", v.request.method),
+            ));
         }
         if !v.request.path.starts_with('/') {
-            return Err(invalid("verifier.request.path", format!("{:?} must start with '/'", v.request.path)));
+            return Err(invalid(
+                "verifier.request.path",
+                format!("{:?} must start with '/'", v.request.path),
+            ));
         }
         let verifier = VerifierConfig {
             interval_ms,
@@ -742,7 +819,10 @@ impl RawConfig {
             },
         };
         if v.healthy_statuses.is_empty() {
-            return Err(invalid("verifier.healthy_statuses", "must list at least one status"));
+            return Err(invalid(
+                "verifier.healthy_statuses",
+                "must list at least one status",
+            ));
         }
 
         let when_all_queued = match self.when_all_queued.as_str() {
@@ -757,7 +837,10 @@ impl RawConfig {
         };
 
         if !self.status.path.starts_with('/') {
-            return Err(invalid("status.path", format!("{:?} must start with '/'", self.status.path)));
+            return Err(invalid(
+                "status.path",
+                format!("{:?} must start with '/'", self.status.path),
+            ));
         }
         let allow_from = self
             .status
@@ -815,20 +898,28 @@ mod tests {
     }"#;
 
     fn err(json: &str) -> String {
-        Config::parse(json.as_bytes(), &env).unwrap_err().to_string()
+        Config::parse(json.as_bytes(), &env)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn design_example_parses() {
         let c = Config::parse(DESIGN_EXAMPLE.as_bytes(), &env).unwrap();
         assert_eq!(c.endpoints.len(), 3);
-        assert_eq!(c.groups, vec![vec![EndpointIdx(0), EndpointIdx(1)], vec![EndpointIdx(2)]]);
+        assert_eq!(
+            c.groups,
+            vec![vec![EndpointIdx(0), EndpointIdx(1)], vec![EndpointIdx(2)]]
+        );
         assert_eq!(c.endpoints[0].weight, 3);
         let (name, value) = &c.endpoints[0].request_headers[0];
         assert_eq!(name, "x-api-key");
         assert_eq!(value.expose(), "sk-secret-123");
         assert!(value.is_secret());
-        assert!(!format!("{c:?}").contains("sk-secret-123"), "Debug must redact secrets");
+        assert!(
+            !format!("{c:?}").contains("sk-secret-123"),
+            "Debug must redact secrets"
+        );
         assert!(c.failure.statuses.contains(503) && c.failure.statuses.contains(429));
         assert!(!c.failure.statuses.contains(400));
         assert_eq!(c.when_all_queued, AllQueuedPolicy::LeastRecentlyFailed);
@@ -862,10 +953,19 @@ mod tests {
     fn bad_values_name_field_and_value() {
         let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca","weight":0}]}"#);
         assert!(e.contains("endpoints[0].weight") && e.contains('0'), "{e}");
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"failure":{"statuses":["6xx"]}}"#);
-        assert!(e.contains("failure.statuses[0]") && e.contains("6xx"), "{e}");
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"failure":{"response_flags":["XX"]}}"#);
-        assert!(e.contains("failure.response_flags[0]") && e.contains("XX"), "{e}");
+        let e =
+            err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"failure":{"statuses":["6xx"]}}"#);
+        assert!(
+            e.contains("failure.statuses[0]") && e.contains("6xx"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca"}],"failure":{"response_flags":["XX"]}}"#,
+        );
+        assert!(
+            e.contains("failure.response_flags[0]") && e.contains("XX"),
+            "{e}"
+        );
         let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"when_all_queued":"panic"}"#);
         assert!(e.contains("when_all_queued") && e.contains("panic"), "{e}");
         let e = err(r#"{"endpoints":[{"name":"a b","cluster":"ca"}]}"#);
@@ -874,9 +974,16 @@ mod tests {
         assert!(e.contains("endpoints[1].name"), "{e}");
         let e = err(r#"{"endpoints":[]}"#);
         assert!(e.contains("endpoints"), "{e}");
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"status":{"allow_from":["10.0.0.0/33"]}}"#);
-        assert!(e.contains("status.allow_from[0]") && e.contains("10.0.0.0/33"), "{e}");
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca"}],"verifier":{"interval_ms":5000,"max_interval_ms":1000}}"#);
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca"}],"status":{"allow_from":["10.0.0.0/33"]}}"#,
+        );
+        assert!(
+            e.contains("status.allow_from[0]") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca"}],"verifier":{"interval_ms":5000,"max_interval_ms":1000}}"#,
+        );
         assert!(e.contains("verifier.max_interval_ms"), "{e}");
         let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca","group":"x"}],"groups":["y"]}"#);
         assert!(e.contains("groups[0]") && e.contains('y'), "{e}");
@@ -886,9 +993,16 @@ mod tests {
 
     #[test]
     fn missing_env_is_an_error_without_leaking_values() {
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"x-api-key":"${NOPE}"}}]}"#);
-        assert!(e.contains("endpoints[0].request_headers.x-api-key") && e.contains("NOPE"), "{e}");
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"x-api-key":"${MAIN_API_KEY"}}]}"#);
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"x-api-key":"${NOPE}"}}]}"#,
+        );
+        assert!(
+            e.contains("endpoints[0].request_headers.x-api-key") && e.contains("NOPE"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"x-api-key":"${MAIN_API_KEY"}}]}"#,
+        );
         assert!(e.contains("closing"), "{e}");
         assert!(!e.contains("sk-secret"), "{e}");
     }
@@ -900,18 +1014,31 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(c.endpoints[0].request_headers[0].1.expose(), "Bearer sk-secret-123");
+        assert_eq!(
+            c.endpoints[0].request_headers[0].1.expose(),
+            "Bearer sk-secret-123"
+        );
     }
 
     #[test]
     fn hop_by_hop_and_pseudo_headers_cannot_be_configured() {
-        let e = err(r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"connection":"close"}}]}"#);
+        let e = err(
+            r#"{"endpoints":[{"name":"a","cluster":"ca","request_headers":{"connection":"close"}}]}"#,
+        );
         assert!(e.contains("connection"), "{e}");
     }
 
     #[test]
     fn malformed_json_never_panics() {
-        for text in ["", "{", "[]", "null", "{\"endpoints\":{}}", "\u{0}", "{\"endpoints\":[{\"name\":1}]}"] {
+        for text in [
+            "",
+            "{",
+            "[]",
+            "null",
+            "{\"endpoints\":{}}",
+            "\u{0}",
+            "{\"endpoints\":[{\"name\":1}]}",
+        ] {
             assert!(Config::parse(text.as_bytes(), &env).is_err(), "{text:?}");
         }
         assert!(Config::parse(&[0xff, 0xfe, 0x00], &env).is_err());
@@ -936,10 +1063,14 @@ mod tests {
         let six = Cidr::parse("::1/128").unwrap();
         assert!(six.contains("::1".parse().unwrap()));
         assert!(!six.contains("::2".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.1").unwrap().contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.1")
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap()));
         let odd = Cidr::parse("10.0.0.0/12").unwrap();
         assert!(odd.contains("10.15.255.255".parse().unwrap()));
         assert!(!odd.contains("10.16.0.0".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -8,7 +8,10 @@
 //! [`status`], [`probe`]. The proxy-wasm glue (root context, HTTP context, verifier) exists only
 //! when built for `wasm32`.
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod classify;
 pub mod config;

@@ -144,7 +144,9 @@ impl Backoff {
     /// Delay after `failed_checks` failed checks: interval × 2^n, capped.
     pub fn delay(&self, failed_checks: u32) -> u64 {
         let factor = 1u64.checked_shl(failed_checks.min(40)).unwrap_or(u64::MAX);
-        self.interval_ms.saturating_mul(factor).min(self.max_interval_ms)
+        self.interval_ms
+            .saturating_mul(factor)
+            .min(self.max_interval_ms)
     }
 }
 
@@ -184,7 +186,12 @@ impl Record {
             entry.next_check_ms = entry.next_check_ms.max(entry.not_before_ms);
             return FailureOutcome::Repeat;
         }
-        let strikes = self.strikes.get(f.id).copied().unwrap_or(0).saturating_add(1);
+        let strikes = self
+            .strikes
+            .get(f.id)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(1);
         if strikes < f.threshold {
             self.strikes.insert(f.id.to_string(), strikes);
             return FailureOutcome::Struck(strikes);
@@ -225,9 +232,9 @@ impl Record {
     /// True when `id` may be probed or tried now: parked, due, past any `retry-after`, and no
     /// probe or trial in flight.
     pub fn is_due(&self, id: &str, now_ms: u64) -> bool {
-        self.queue
-            .get(id)
-            .is_some_and(|e| e.next_check_ms <= now_ms && e.not_before_ms <= now_ms && e.probe_until_ms <= now_ms)
+        self.queue.get(id).is_some_and(|e| {
+            e.next_check_ms <= now_ms && e.not_before_ms <= now_ms && e.probe_until_ms <= now_ms
+        })
     }
 
     /// Claims the single in-flight probe/trial slot of a parked endpoint until `until_ms`.
@@ -266,7 +273,9 @@ impl Record {
                 self.stats.total_recovered = self.stats.total_recovered.saturating_add(1);
                 return CheckOutcome::Recovered;
             }
-            entry.next_check_ms = now_ms.saturating_add(backoff.interval_ms).max(entry.not_before_ms);
+            entry.next_check_ms = now_ms
+                .saturating_add(backoff.interval_ms)
+                .max(entry.not_before_ms);
             return CheckOutcome::Healthy(entry.ok_streak);
         }
         entry.ok_streak = 0;
@@ -346,7 +355,11 @@ mod tests {
         for request in 0..13u64 {
             for attempt in 0..3u64 {
                 for _call_site in 0..3 {
-                    let id = if (request + attempt) % 2 == 0 { "primary" } else { "secondary" };
+                    let id = if (request + attempt) % 2 == 0 {
+                        "primary"
+                    } else {
+                        "secondary"
+                    };
                     r.record_failure(&fail(id, request * 10 + attempt));
                 }
             }
@@ -378,7 +391,10 @@ mod tests {
     fn removed_and_readded_counts_again() {
         let mut r = Record::default();
         r.record_failure(&fail("a", 1));
-        assert_eq!(r.record_check("a", true, 2000, BACKOFF, 1), CheckOutcome::Recovered);
+        assert_eq!(
+            r.record_check("a", true, 2000, BACKOFF, 1),
+            CheckOutcome::Recovered
+        );
         assert_eq!(r.record_failure(&fail("a", 3000)), FailureOutcome::Inserted);
         assert_eq!(r.stats.total_failed, 2);
         assert_eq!(r.stats.total_recovered, 1);
@@ -407,7 +423,10 @@ mod tests {
     #[test]
     fn threshold_needs_failures_in_a_row() {
         let mut r = Record::default();
-        let f = |now| Failure { threshold: 3, ..fail("a", now) };
+        let f = |now| Failure {
+            threshold: 3,
+            ..fail("a", now)
+        };
         assert_eq!(r.record_failure(&f(1)), FailureOutcome::Struck(1));
         assert_eq!(r.record_failure(&f(2)), FailureOutcome::Struck(2));
         assert_eq!(r.record_success("a"), SuccessOutcome::StrikesCleared);
@@ -425,23 +444,41 @@ mod tests {
         assert_eq!(r.queue["a"].next_check_ms, 1000);
         assert!(!r.is_due("a", 999));
         assert!(r.claim_probe("a", 1000, 2000));
-        assert!(!r.claim_probe("a", 1001, 2000), "one probe in flight at a time");
+        assert!(
+            !r.claim_probe("a", 1001, 2000),
+            "one probe in flight at a time"
+        );
         assert_eq!(
             r.record_check("a", false, 1500, BACKOFF, 2),
-            CheckOutcome::StillFailed { next_check_ms: 3500 }
+            CheckOutcome::StillFailed {
+                next_check_ms: 3500
+            }
         );
         assert_eq!(
             r.record_check("a", false, 4000, BACKOFF, 2),
-            CheckOutcome::StillFailed { next_check_ms: 8000 }
+            CheckOutcome::StillFailed {
+                next_check_ms: 8000
+            }
         );
         assert_eq!(
             r.record_check("a", false, 9000, BACKOFF, 2),
-            CheckOutcome::StillFailed { next_check_ms: 17000 },
+            CheckOutcome::StillFailed {
+                next_check_ms: 17000
+            },
             "capped at max_interval"
         );
-        assert_eq!(r.record_check("a", true, 20000, BACKOFF, 2), CheckOutcome::Healthy(1));
-        assert_eq!(r.record_check("a", true, 21000, BACKOFF, 2), CheckOutcome::Recovered);
-        assert_eq!(r.record_check("a", true, 22000, BACKOFF, 2), CheckOutcome::NotQueued);
+        assert_eq!(
+            r.record_check("a", true, 20000, BACKOFF, 2),
+            CheckOutcome::Healthy(1)
+        );
+        assert_eq!(
+            r.record_check("a", true, 21000, BACKOFF, 2),
+            CheckOutcome::Recovered
+        );
+        assert_eq!(
+            r.record_check("a", true, 22000, BACKOFF, 2),
+            CheckOutcome::NotQueued
+        );
         assert_eq!(
             r.stats,
             Stats {
@@ -465,7 +502,10 @@ mod tests {
             not_before_ms: Some(1000),
             ..fail("a", 500)
         });
-        assert_eq!(r.queue["a"].not_before_ms, 3000, "a shorter deadline never wins");
+        assert_eq!(
+            r.queue["a"].not_before_ms, 3000,
+            "a shorter deadline never wins"
+        );
         assert!(!r.is_due("a", 2999));
         assert!(r.is_due("a", 3000));
         // a failed check cannot schedule before the deadline either
@@ -476,7 +516,9 @@ mod tests {
         });
         assert_eq!(
             r2.record_check("a", false, 100, BACKOFF, 1),
-            CheckOutcome::StillFailed { next_check_ms: 50_000 }
+            CheckOutcome::StillFailed {
+                next_check_ms: 50_000
+            }
         );
     }
 
@@ -487,7 +529,10 @@ mod tests {
         assert!(!r.acquire_lease("w2", 50, 100, false));
         assert!(r.acquire_lease("w1", 50, 100, false), "renewal");
         assert!(r.acquire_lease("w2", 150, 100, false), "expired");
-        assert!(r.acquire_lease("singleton", 160, 100, true), "singleton preempts");
+        assert!(
+            r.acquire_lease("singleton", 160, 100, true),
+            "singleton preempts"
+        );
         assert_eq!(r.lease.owner, "singleton");
     }
 
@@ -495,7 +540,10 @@ mod tests {
     fn retain_drops_endpoints_that_left() {
         let mut r = Record::default();
         r.record_failure(&fail("a", 0));
-        r.record_failure(&Failure { threshold: 2, ..fail("b", 0) });
+        r.record_failure(&Failure {
+            threshold: 2,
+            ..fail("b", 0)
+        });
         r.retain_endpoints(|k| k != "a" && k != "b");
         assert!(r.queue.is_empty() && r.strikes.is_empty());
         assert_eq!(r.stats.total_failed, 1, "counters are history and stay");
@@ -522,7 +570,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..4, proptest::option::of(0u64..5000)).prop_map(|(i, nb)| Op::Fail(i, nb.unwrap_or(0))),
+            (0u8..4, proptest::option::of(0u64..5000))
+                .prop_map(|(i, nb)| Op::Fail(i, nb.unwrap_or(0))),
             (0u8..4).prop_map(Op::Success),
             (0u8..4, any::<bool>()).prop_map(|(i, h)| Op::Check(i, h)),
             (0u8..4).prop_map(Op::Claim),

@@ -132,7 +132,13 @@ pub fn update<T>(
     }
 }
 
-fn done<T>(outcome: T, record: Record, written: bool, attempts: u32, replaced_corrupt: bool) -> Updated<T> {
+fn done<T>(
+    outcome: T,
+    record: Record,
+    written: bool,
+    attempts: u32,
+    replaced_corrupt: bool,
+) -> Updated<T> {
     Updated {
         outcome,
         record,

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{update, SetResult, SharedStore, StoreError};
-use crate::state::{Backoff, CheckOutcome, Failure, FailureOutcome, Record, SuccessOutcome, RECORD_KEY};
+use crate::state::{
+    Backoff, CheckOutcome, Failure, FailureOutcome, Record, SuccessOutcome, RECORD_KEY,
+};
 
 /// Which host's rules a model store follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +139,8 @@ pub fn run_vm(store: &dyn SharedStore, ops: &[Op]) -> Seen {
                 }
             }
             Op::Recover(id) => {
-                let up = update(store, |r| r.record_check(id, true, 2, BACKOFF, 1)).expect("model store");
+                let up = update(store, |r| r.record_check(id, true, 2, BACKOFF, 1))
+                    .expect("model store");
                 if up.outcome == CheckOutcome::Recovered {
                     seen.recovered += 1;
                 }
@@ -160,8 +163,14 @@ pub fn run_vm(store: &dyn SharedStore, ops: &[Op]) -> Seen {
 pub fn check_books(final_record: &Record, seen: &[Seen]) {
     let inserted: u64 = seen.iter().map(|s| s.inserted).sum();
     let recovered: u64 = seen.iter().map(|s| s.recovered).sum();
-    assert_eq!(final_record.stats.total_failed, inserted, "total_failed vs insertions seen");
-    assert_eq!(final_record.stats.total_recovered, recovered, "total_recovered vs recoveries seen");
+    assert_eq!(
+        final_record.stats.total_failed, inserted,
+        "total_failed vs insertions seen"
+    );
+    assert_eq!(
+        final_record.stats.total_recovered, recovered,
+        "total_recovered vs recoveries seen"
+    );
     assert_eq!(
         final_record.queue.len() as u64,
         inserted - recovered,
@@ -182,7 +191,12 @@ mod tests {
 
     /// Runs `vms` concurrently under shuttle and checks the books; returns nothing, panics
     /// (failing the schedule) on any imbalance.
-    fn shuttle_schedule(rules: Rules, first_cas: u32, vms: &'static [&'static [Op]], extra: fn(&Record, &[Seen])) {
+    fn shuttle_schedule(
+        rules: Rules,
+        first_cas: u32,
+        vms: &'static [&'static [Op]],
+        extra: fn(&Record, &[Seen]),
+    ) {
         let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(rules, first_cas)));
         let handles: Vec<_> = vms
             .iter()
@@ -191,7 +205,10 @@ mod tests {
                 shuttle::thread::spawn(move || run_vm(&ModelStore(&*lock), ops))
             })
             .collect();
-        let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("vm thread")).collect();
+        let seen: Vec<Seen> = handles
+            .into_iter()
+            .map(|h| h.join().expect("vm thread"))
+            .collect();
         let record = final_record(&*lock);
         check_books(&record, &seen);
         extra(&record, &seen);
@@ -239,17 +256,27 @@ mod tests {
         );
     }
 
-    const CONCURRENT_CREATE: &[&[Op]] = &[&[Op::Create], &[Op::Fail("a")], &[Op::Create, Op::Fail("b")]];
+    const CONCURRENT_CREATE: &[&[Op]] = &[
+        &[Op::Create],
+        &[Op::Fail("a")],
+        &[Op::Create, Op::Fail("b")],
+    ];
 
     fn both_counted(r: &Record, _: &[Seen]) {
-        assert_eq!(r.stats.total_failed, 2, "a creation must never wipe an insertion");
+        assert_eq!(
+            r.stats.total_failed, 2,
+            "a creation must never wipe an insertion"
+        );
         assert!(r.queue.contains_key("a") && r.queue.contains_key("b"));
     }
 
     #[test]
     fn dfs_concurrent_creation_never_loses_a_count() {
         for rules in [Rules::Envoy, Rules::Kong] {
-            shuttle::check_dfs(move || shuttle_schedule(rules, 1, CONCURRENT_CREATE, both_counted), Some(20_000));
+            shuttle::check_dfs(
+                move || shuttle_schedule(rules, 1, CONCURRENT_CREATE, both_counted),
+                Some(20_000),
+            );
         }
     }
 
@@ -270,8 +297,15 @@ mod tests {
                 2_000,
                 3,
             );
-            shuttle::check_pct(move || shuttle_schedule(rules, 1, BUSY, nothing_more), 2_000, 3);
-            shuttle::check_random(move || shuttle_schedule(rules, 1, BUSY, nothing_more), 2_000);
+            shuttle::check_pct(
+                move || shuttle_schedule(rules, 1, BUSY, nothing_more),
+                2_000,
+                3,
+            );
+            shuttle::check_random(
+                move || shuttle_schedule(rules, 1, BUSY, nothing_more),
+                2_000,
+            );
         }
     }
 
@@ -283,7 +317,10 @@ mod tests {
         // record is created first here, as in any process that has been running that long.)
         shuttle::check_pct(
             || {
-                let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(Rules::Envoy, u32::MAX - 3)));
+                let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(
+                    Rules::Envoy,
+                    u32::MAX - 3,
+                )));
                 run_vm(&ModelStore(&*lock), &[Op::Create]);
                 let handles: Vec<_> = SAME_AND_DIFFERENT_4
                     .iter()
@@ -292,7 +329,10 @@ mod tests {
                         shuttle::thread::spawn(move || run_vm(&ModelStore(&*lock), ops))
                     })
                     .collect();
-                let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("vm thread")).collect();
+                let seen: Vec<Seen> = handles
+                    .into_iter()
+                    .map(|h| h.join().expect("vm thread"))
+                    .collect();
                 let record = final_record(&*lock);
                 check_books(&record, &seen);
                 a_counted_once_or_twice(&record, &seen);
@@ -310,7 +350,10 @@ mod tests {
         let result = std::panic::catch_unwind(|| {
             shuttle::check_dfs(
                 || {
-                    let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(Rules::Envoy, 1)));
+                    let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(
+                        Rules::Envoy,
+                        1,
+                    )));
                     let handles: Vec<_> = (0..2)
                         .map(|_| {
                             let lock = lock.clone();
@@ -333,13 +376,19 @@ mod tests {
                             })
                         })
                         .collect();
-                    let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+                    let seen: Vec<Seen> = handles
+                        .into_iter()
+                        .map(|h| h.join().expect("join"))
+                        .collect();
                     check_books(&final_record(&*lock), &seen);
                 },
                 None,
             )
         });
-        assert!(result.is_err(), "the naive writer double-counts in some schedule");
+        assert!(
+            result.is_err(),
+            "the naive writer double-counts in some schedule"
+        );
     }
 
     #[test]
@@ -353,7 +402,11 @@ mod tests {
                         let store = ModelStore(&*lock);
                         let mut seen = Seen::default();
                         for i in 0..10_000u32 {
-                            let op = if (i + t) % 2 == 0 { Op::Fail("main") } else { Op::Fail("spare") };
+                            let op = if (i + t) % 2 == 0 {
+                                Op::Fail("main")
+                            } else {
+                                Op::Fail("spare")
+                            };
                             let s = run_vm(&store, &[op]);
                             seen.inserted += s.inserted;
                         }
@@ -361,7 +414,10 @@ mod tests {
                     })
                 })
                 .collect();
-            let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+            let seen: Vec<Seen> = handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect();
             let record = final_record(&*lock);
             assert_eq!(record.stats.total_failed, 2, "{rules:?}");
             assert_eq!(record.queue.len(), 2);
@@ -382,7 +438,10 @@ mod tests {
                 })
             })
             .collect();
-        let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        let seen: Vec<Seen> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
         let record = final_record(&*lock);
         assert_eq!(record.stats.total_failed, 1);
         check_books(&record, &seen);
@@ -403,7 +462,10 @@ mod tests {
                 })
             })
             .collect();
-        let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        let seen: Vec<Seen> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
         let record = final_record(&*lock);
         assert_eq!(record.stats.total_failed, 10);
         check_books(&record, &seen);
@@ -419,7 +481,11 @@ mod tests {
                     let store = ModelStore(&*lock);
                     let mut total = Seen::default();
                     for _ in 0..500 {
-                        let op = if t % 2 == 0 { Op::Fail("x") } else { Op::Recover("x") };
+                        let op = if t % 2 == 0 {
+                            Op::Fail("x")
+                        } else {
+                            Op::Recover("x")
+                        };
                         let s = run_vm(&store, &[op]);
                         total.inserted += s.inserted;
                         total.recovered += s.recovered;
@@ -428,7 +494,10 @@ mod tests {
                 })
             })
             .collect();
-        let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        let seen: Vec<Seen> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
         check_books(&final_record(&*lock), &seen);
     }
 
@@ -443,14 +512,16 @@ mod tests {
         assert!(!again.written && !again.replaced_corrupt);
         // the SDK's "remove" leaves an empty value: a fresh record, no error
         lock.with(|s| s.set(RECORD_KEY, b"", 0));
-        let up = update(&store, |r| r.record_failure(&Failure {
-            id: "a",
-            reason: "r",
-            now_ms: 1,
-            threshold: 1,
-            interval_ms: 1,
-            not_before_ms: None,
-        }))
+        let up = update(&store, |r| {
+            r.record_failure(&Failure {
+                id: "a",
+                reason: "r",
+                now_ms: 1,
+                threshold: 1,
+                interval_ms: 1,
+                not_before_ms: None,
+            })
+        })
         .expect("update");
         assert_eq!(up.outcome, FailureOutcome::Inserted);
     }
@@ -472,14 +543,16 @@ mod tests {
         let store = ModelStore(&lock);
         let mut cache = super::super::RecordCache::default();
         assert!(cache.refresh(&store).expect("refresh").queue.is_empty());
-        update(&store, |r| r.record_failure(&Failure {
-            id: "a",
-            reason: "r",
-            now_ms: 1,
-            threshold: 1,
-            interval_ms: 1,
-            not_before_ms: None,
-        }))
+        update(&store, |r| {
+            r.record_failure(&Failure {
+                id: "a",
+                reason: "r",
+                now_ms: 1,
+                threshold: 1,
+                interval_ms: 1,
+                not_before_ms: None,
+            })
+        })
         .expect("update");
         assert!(cache.refresh(&store).expect("refresh").is_queued("a"));
         // Same cas: the cached copy is served even though we tamper with the stored bytes'
