@@ -23,6 +23,8 @@
 //! (data-plane-api of Envoy 1.3x); a field added later is reported as unknown, and a field
 //! removed earlier is accepted here but may be rejected by an old Envoy.
 
+#![deny(missing_docs)]
+
 mod decode;
 mod error;
 mod plugins;

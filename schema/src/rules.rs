@@ -401,3 +401,51 @@ fn duration_nanos(duration: &DynamicMessage) -> i128 {
     };
     get("seconds") * 1_000_000_000 + get("nanos")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `validate.UInt32Rules` with the given bounds, built through the real descriptor pool.
+    fn uint32_rules(bounds: &[(&str, u32)]) -> DynamicMessage {
+        let desc = pool::message("validate.UInt32Rules").unwrap_or_else(|e| panic!("{e}"));
+        let mut rules = DynamicMessage::new(desc);
+        for (name, value) in bounds {
+            rules.set_field_by_name(name, Value::U32(*value));
+        }
+        rules
+    }
+
+    fn range_ok(bounds: &[(&str, u32)], value: i128) -> bool {
+        check_range(
+            &uint32_rules(bounds),
+            value,
+            int_bound,
+            &FieldPath::default(),
+        )
+        .is_ok()
+    }
+
+    #[test]
+    fn inclusive_and_exclusive_bounds() {
+        assert!(range_ok(&[("gte", 1)], 1));
+        assert!(!range_ok(&[("gte", 1)], 0));
+        assert!(!range_ok(&[("gt", 1)], 1));
+        assert!(range_ok(&[("gt", 1), ("lte", 5)], 5));
+        assert!(!range_ok(&[("gt", 1), ("lte", 5)], 6));
+    }
+
+    #[test]
+    fn upper_below_lower_means_outside_the_range() {
+        // PGV: gt 10, lt 5 => value < 5 or value > 10.
+        assert!(range_ok(&[("gt", 10), ("lt", 5)], 3));
+        assert!(range_ok(&[("gt", 10), ("lt", 5)], 11));
+        assert!(!range_ok(&[("gt", 10), ("lt", 5)], 7));
+    }
+
+    #[test]
+    fn durations_print_like_envoy_yaml() {
+        assert_eq!(DurationNanos(5_000_000_000).to_string(), "5s");
+        assert_eq!(DurationNanos(250_000_000).to_string(), "0.250000000s");
+    }
+}

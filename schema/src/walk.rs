@@ -157,3 +157,23 @@ pub fn unpack_any(any: &DynamicMessage) -> Result<DynamicMessage, SchemaError> {
     DynamicMessage::decode(desc, bytes)
         .map_err(|e| SchemaError::Internal(format!("re-decoding {type_url}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_display_matches_the_decoder_notation() {
+        let mut path = FieldPath::default();
+        path.push(Step::Field("static_resources".into()));
+        path.push(Step::Field("clusters".into()));
+        path.push(Step::Index(2));
+        path.push(Step::Field("metadata".into()));
+        path.push(Step::Key("a.b".into()));
+        assert_eq!(
+            path.to_string(),
+            r#"static_resources.clusters[2].metadata["a.b"]"#
+        );
+        assert_eq!(path.with_field("x").to_string(), format!("{path}.x"));
+    }
+}
