@@ -273,11 +273,14 @@ pub struct HostShared {
     inner: Arc<SharedInner>,
 }
 
+/// content hash → (bytes, module) of every module compiled so far.
+type ModuleCache = HashMap<u64, Vec<(Arc<[u8]>, Module)>>;
+
 struct SharedInner {
     engine: Engine,
     linker: Linker<HostState>,
     /// content hash → (bytes, module); bytes compared on a hit, so a collision cannot mix modules.
-    modules: Mutex<HashMap<u64, Vec<(Arc<[u8]>, Module)>>>,
+    modules: Mutex<ModuleCache>,
     shared_data: Arc<SharedData>,
     metrics: Arc<Metrics>,
     queues: SharedQueues,
@@ -974,5 +977,23 @@ impl HttpStream {
 impl Drop for HttpStream {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_shared_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<HostShared>();
+    }
+
+    #[test]
+    fn roles_read_like_envoy_log_prefixes() {
+        assert_eq!(VmRole::Worker(2).to_string(), "worker 2");
+        assert_eq!(VmRole::Canary.to_string(), "canary");
+        assert_eq!(VmRole::Singleton.to_string(), "singleton");
     }
 }
