@@ -18,7 +18,9 @@ fn import_outside_envoys_wasi_allowlist_is_refused_naming_it() {
     )
     .unwrap();
     let shared = HostShared::new().unwrap();
-    let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none()).err().expect("must be refused");
+    let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none())
+        .err()
+        .expect("must be refused");
     assert!(matches!(err, VmError::MissingImport { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -30,13 +32,23 @@ fn import_outside_envoys_wasi_allowlist_is_refused_naming_it() {
 #[test]
 fn unknown_proxy_function_and_newer_wasi_functions_are_refused() {
     let shared = HostShared::new().unwrap();
-    for (module, name) in [("env", "proxy_does_not_exist"), ("wasi_snapshot_preview1", "poll_oneoff"), ("wasi_unstable", "sched_yield")] {
+    for (module, name) in [
+        ("env", "proxy_does_not_exist"),
+        ("wasi_snapshot_preview1", "poll_oneoff"),
+        ("wasi_unstable", "sched_yield"),
+    ] {
         let wasm = wat::parse_str(format!(
             r#"(module (import "{module}" "{name}" (func (result i32))) (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#
         ))
         .unwrap();
-        let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none()).err().expect("must be refused");
-        assert!(err.to_string().contains(&format!("missing import: {module}.{name}")), "{err}");
+        let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none())
+            .err()
+            .expect("must be refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("missing import: {module}.{name}")),
+            "{err}"
+        );
     }
 }
 
@@ -51,8 +63,14 @@ fn every_allowlisted_import_links() {
 fn missing_abi_version_export_is_refused() {
     let wasm = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
     let shared = HostShared::new().unwrap();
-    let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none()).err().expect("must be refused");
-    assert!(err.to_string().contains("Missing or unknown Proxy-Wasm ABI version"), "{err}");
+    let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none())
+        .err()
+        .expect("must be refused");
+    assert!(
+        err.to_string()
+            .contains("Missing or unknown Proxy-Wasm ABI version"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -66,11 +84,20 @@ fn restricted_calls_during_initialize_trap() {
         ("fd_read", "(drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 2000)))"),
     ];
     for (name, call) in cases {
-        let wasm = module(&format!(r#"(data (i32.const 0) "k") (func (export "_initialize") {call})"#));
-        let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none()).err().expect("must trap");
+        let wasm = module(&format!(
+            r#"(data (i32.const 0) "k") (func (export "_initialize") {call})"#
+        ));
+        let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none())
+            .err()
+            .expect("must trap");
         let msg = err.to_string();
         assert!(matches!(err, VmError::Trap { .. }), "{name}: {msg}");
-        assert!(msg.contains("restricted_callback") && msg.contains(name) && msg.contains("_initialize"), "{name}: {msg}");
+        assert!(
+            msg.contains("restricted_callback")
+                && msg.contains(name)
+                && msg.contains("_initialize"),
+            "{name}: {msg}"
+        );
     }
 }
 
@@ -109,15 +136,22 @@ fn on_configure_false_is_rejected_with_the_plugin_logs() {
         "#,
     );
     let shared = HostShared::new().unwrap();
-    let err = start(&shared, &spec("failover", "vm", wasm), FakeClusters::none()).err().expect("rejected");
+    let err = start(&shared, &spec("failover", "vm", wasm), FakeClusters::none())
+        .err()
+        .expect("rejected");
     match &err {
         VmError::ConfigureRejected { plugin, logs } => {
             assert_eq!(plugin, "failover");
-            assert_eq!(logs, &vec!["error: endpoints[0].weight: must be > 0, got 0".to_string()]);
+            assert_eq!(
+                logs,
+                &vec!["error: endpoints[0].weight: must be > 0, got 0".to_string()]
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().contains("endpoints[0].weight: must be > 0, got 0"));
+    assert!(err
+        .to_string()
+        .contains("endpoints[0].weight: must be > 0, got 0"));
 }
 
 #[test]
@@ -148,7 +182,9 @@ fn module_is_compiled_once_per_distinct_code() {
     let a = shared.load_module(&s).unwrap();
     let b = shared.load_module(&s).unwrap();
     assert!(wasmtime_same(&a, &b));
-    let other = shared.load_module(&spec("q", "vm", module("(func)"))).unwrap();
+    let other = shared
+        .load_module(&spec("q", "vm", module("(func)")))
+        .unwrap();
     assert!(!wasmtime_same(&a, &other));
 }
 

@@ -52,16 +52,27 @@ const OTHER_NAMESPACE: &str = r#"
 fn envoy_rules_through_the_abi() {
     init_logs();
     let shared = HostShared::new().unwrap();
-    let vm = start(&shared, &spec("rules", "vmA", module(RULES)), FakeClusters::none());
+    let vm = start(
+        &shared,
+        &spec("rules", "vmA", module(RULES)),
+        FakeClusters::none(),
+    );
     if let Err(e) = vm {
         panic!("{e}");
     }
     let (value, cas_a) = shared.shared_data().get("vmA", "k").unwrap();
     assert!(value.is_empty(), "remove stores an empty value");
-    assert_eq!(cas_a, 4, "four successful sets (insert, cas match, cas 0, remove), counter started at 1");
+    assert_eq!(
+        cas_a, 4,
+        "four successful sets (insert, cas match, cas 0, remove), counter started at 1"
+    );
 
     // Another namespace does not see vmA's key, and shares the one cas counter.
-    if let Err(e) = start(&shared, &spec("other", "vmB", module(OTHER_NAMESPACE)), FakeClusters::none()) {
+    if let Err(e) = start(
+        &shared,
+        &spec("other", "vmB", module(OTHER_NAMESPACE)),
+        FakeClusters::none(),
+    ) {
         panic!("{e}");
     }
     let (_, cas_b) = shared.shared_data().get("vmB", "k").unwrap();
@@ -71,9 +82,17 @@ fn envoy_rules_through_the_abi() {
 #[test]
 fn same_vm_id_shares_one_namespace_across_plugins() {
     let shared = HostShared::new().unwrap();
-    shared.shared_data().set("vmA", "k", b"from elsewhere", 0).unwrap();
+    shared
+        .shared_data()
+        .set("vmA", "k", b"from elsewhere", 0)
+        .unwrap();
     // OTHER_NAMESPACE expects "k" to be missing: in vmA it is not.
-    let err = start(&shared, &spec("other", "vmA", module(OTHER_NAMESPACE)), FakeClusters::none()).err();
+    let err = start(
+        &shared,
+        &spec("other", "vmA", module(OTHER_NAMESPACE)),
+        FakeClusters::none(),
+    )
+    .err();
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("check A got 0"), "{msg}");
 }
@@ -92,12 +111,15 @@ fn concurrent_cas_loops_lose_no_increments() {
                 for _ in 0..PER_THREAD {
                     loop {
                         let (current, cas) = match store.get("vm", "counter") {
-                            Ok((v, cas)) => (String::from_utf8(v).unwrap().parse::<u64>().unwrap(), cas),
+                            Ok((v, cas)) => {
+                                (String::from_utf8(v).unwrap().parse::<u64>().unwrap(), cas)
+                            }
                             // Create race-free, as the filter does: a cas no live record carries.
                             Err(SharedDataError::NotFound) => (0, u32::MAX),
                             Err(e) => panic!("{e}"),
                         };
-                        match store.set("vm", "counter", (current + 1).to_string().as_bytes(), cas) {
+                        match store.set("vm", "counter", (current + 1).to_string().as_bytes(), cas)
+                        {
                             Ok(()) => break,
                             Err(SharedDataError::CasMismatch) => mismatches += 1,
                             Err(e) => panic!("{e}"),
@@ -113,7 +135,10 @@ fn concurrent_cas_loops_lose_no_increments() {
         mismatches += h.join().unwrap();
     }
     let (v, _) = store.get("vm", "counter").unwrap();
-    assert_eq!(String::from_utf8(v).unwrap(), (THREADS as u64 * PER_THREAD).to_string());
+    assert_eq!(
+        String::from_utf8(v).unwrap(),
+        (THREADS as u64 * PER_THREAD).to_string()
+    );
     // Not asserted (depends on scheduling), but shows the test really contended.
     eprintln!("cas mismatches retried: {mismatches}");
 }

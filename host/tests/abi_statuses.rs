@@ -73,7 +73,13 @@ fn statuses_are_the_ones_the_sdk_expects() {
     if let Err(e) = vm {
         panic!("{e}");
     }
-    assert!(clusters.calls.borrow().is_empty(), "a canary starts no HTTP calls");
+    assert!(
+        clusters.calls.borrow().is_empty(),
+        "a canary starts no HTTP calls"
+    );
     let snap = shared.metrics().snapshot();
-    assert_eq!(snap.iter().find(|m| m.name == "nope").map(|m| m.value), Some(5));
+    assert_eq!(
+        snap.iter().find(|m| m.name == "nope").map(|m| m.value),
+        Some(5)
+    );
 }

@@ -16,11 +16,19 @@ use failover_host::vm::{CallError, CallResponse, HostShared, PluginVm};
 use http_body_util::{BodyExt, Full, StreamBody};
 
 fn full(b: &'static str) -> Body {
-    Full::new(Bytes::from(b)).map_err(|never| match never {}).boxed_unsync()
+    Full::new(Bytes::from(b))
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn metric(shared: &HostShared, name: &str) -> i64 {
-    shared.metrics().snapshot().iter().find(|m| m.name == name).map(|m| m.value).unwrap_or(0)
+    shared
+        .metrics()
+        .snapshot()
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+        .unwrap_or(0)
 }
 
 // ===== dispatch_http_call: no re-entrancy, response readable in the callback =====
@@ -74,19 +82,33 @@ async fn http_call_answered_at_once_is_delivered_after_the_call_returns() {
         .run_until(async {
             let shared = HostShared::new().unwrap();
             let clusters = FakeClusters::new(&["c1", "c2"], |cluster, req| {
-                assert!(req.headers.iter().any(|(n, v)| n == ":path" && v == b"/ping"));
+                assert!(req
+                    .headers
+                    .iter()
+                    .any(|(n, v)| n == ":path" && v == b"/ping"));
                 if cluster == "c1" {
-                    Ok(CallResponse { headers: vec![(":status".into(), b"200".to_vec())], body: Bytes::from("pong"), trailers: vec![] })
+                    Ok(CallResponse {
+                        headers: vec![(":status".into(), b"200".to_vec())],
+                        body: Bytes::from("pong"),
+                        trailers: vec![],
+                    })
                 } else {
                     Err(CallError::ConnectFailure("refused".into()))
                 }
             });
-            let vm = match start(&shared, &spec("p", "vm", dispatch_module()), clusters.clone()) {
+            let vm = match start(
+                &shared,
+                &spec("p", "vm", dispatch_module()),
+                clusters.clone(),
+            ) {
                 Ok(vm) => vm,
                 Err(e) => panic!("{e}"),
             };
             let sd = shared.shared_data().clone();
-            assert!(eventually(|| sd.get("vm", "d1").is_ok() && sd.get("vm", "d2").is_ok()).await, "both answers delivered");
+            assert!(
+                eventually(|| sd.get("vm", "d1").is_ok() && sd.get("vm", "d2").is_ok()).await,
+                "both answers delivered"
+            );
             assert_eq!(sd.get("vm", "d1").unwrap().0, b"ok");
             assert_eq!(sd.get("vm", "d2").unwrap().0, b"ok");
             assert_eq!(clusters.calls.borrow().len(), 2);
@@ -101,7 +123,11 @@ async fn http_call_answered_at_once_is_delivered_after_the_call_returns() {
 /// headers, 2 pause at response headers + replace with an HTTP call's answer, 3 pause + resume,
 /// 4 buffer the request body and prepend "X".
 fn chain_module() -> Vec<u8> {
-    let headers = encode_map(&[(":method", "GET"), (":path", "/spare"), (":authority", "c1")]);
+    let headers = encode_map(&[
+        (":method", "GET"),
+        (":path", "/spare"),
+        (":authority", "c1"),
+    ]);
     let reply_headers = encode_map(&[("x-why", "test")]);
     module(&format!(
         r#"
@@ -182,7 +208,11 @@ fn chain_vm(shared: &HostShared, mode: usize) -> Rc<PluginVm> {
     let mut s = spec("chain", "vm", chain_module());
     s.configuration = vec![b'm'; mode];
     let clusters = FakeClusters::new(&["c1"], |_, _| {
-        Ok(CallResponse { headers: vec![(":status".into(), b"200".to_vec())], body: Bytes::from("from spare"), trailers: vec![] })
+        Ok(CallResponse {
+            headers: vec![(":status".into(), b"200".to_vec())],
+            body: Bytes::from("from spare"),
+            trailers: vec![],
+        })
     });
     match start(shared, &s, clusters) {
         Ok(vm) => vm,
@@ -191,17 +221,37 @@ fn chain_vm(shared: &HostShared, mode: usize) -> Rc<PluginVm> {
 }
 
 fn request(body: Body) -> http::Request<Body> {
-    http::Request::builder().method("POST").uri("/x").header("host", "front").body(body).unwrap()
+    http::Request::builder()
+        .method("POST")
+        .uri("/x")
+        .header("host", "front")
+        .body(body)
+        .unwrap()
 }
 
 fn upstream(status: u16, flags: u64, body: &'static str) -> http::Response<Body> {
-    let mut resp = http::Response::builder().status(status).body(full(body)).unwrap();
-    resp.extensions_mut().insert(UpstreamInfo { response_flags: flags, code_details: "via_upstream".into(), ..Default::default() });
+    let mut resp = http::Response::builder()
+        .status(status)
+        .body(full(body))
+        .unwrap();
+    resp.extensions_mut().insert(UpstreamInfo {
+        response_flags: flags,
+        code_details: "via_upstream".into(),
+        ..Default::default()
+    });
     resp
 }
 
 async fn body_text(resp: http::Response<Body>) -> String {
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -213,16 +263,24 @@ async fn local_reply_at_request_headers_skips_the_router_and_passes_response_cal
             let vm = chain_vm(&shared, 1);
             let forwarded = Rc::new(Cell::new(false));
             let f = forwarded.clone();
-            let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
-                f.set(true);
-                upstream(200, 0, "upstream")
-            })
-            .await;
-            assert!(!forwarded.get(), "the router must not run after a local reply");
+            let resp =
+                run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
+                    f.set(true);
+                    upstream(200, 0, "upstream")
+                })
+                .await;
+            assert!(
+                !forwarded.get(),
+                "the router must not run after a local reply"
+            );
             assert_eq!(resp.status(), 403);
             assert_eq!(resp.headers().get("x-why").unwrap(), "test");
             assert_eq!(body_text(resp).await, "denied");
-            assert_eq!(metric(&shared, "resp_headers"), 1, "on_response_headers sees the local reply");
+            assert_eq!(
+                metric(&shared, "resp_headers"),
+                1,
+                "on_response_headers sees the local reply"
+            );
             assert!(eventually(|| metric(&shared, "delete") == 1).await);
             assert_eq!(metric(&shared, "log"), 1);
         })
@@ -238,11 +296,12 @@ async fn pause_at_response_headers_then_replace_with_an_http_call_answer() {
             let vm = chain_vm(&shared, 2);
             let calls = Rc::new(Cell::new(0));
             let c = calls.clone();
-            let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
-                c.set(c.get() + 1);
-                upstream(503, 0x20, "upstream failed")
-            })
-            .await;
+            let resp =
+                run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
+                    c.set(c.get() + 1);
+                    upstream(503, 0x20, "upstream failed")
+                })
+                .await;
             assert_eq!(calls.get(), 1);
             assert_eq!(resp.status(), 200);
             assert_eq!(body_text(resp).await, "from spare");
@@ -259,10 +318,11 @@ async fn pause_at_response_headers_then_resume_keeps_the_upstream_answer() {
         .run_until(async {
             let shared = HostShared::new().unwrap();
             let vm = chain_vm(&shared, 3);
-            let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
-                upstream(503, 0x20, "upstream failed")
-            })
-            .await;
+            let resp =
+                run_filter_chain(&[vm], downstream(), request(full("")), |_req| async move {
+                    upstream(503, 0x20, "upstream failed")
+                })
+                .await;
             assert_eq!(resp.status(), 503);
             assert_eq!(body_text(resp).await, "upstream failed");
             assert!(eventually(|| metric(&shared, "delete") == 1).await);
@@ -277,7 +337,9 @@ async fn request_body_is_buffered_while_paused_and_the_edit_reaches_the_router()
         .run_until(async {
             let shared = HostShared::new().unwrap();
             let vm = chain_vm(&shared, 4);
-            let chunks = ["aaa", "bbb", "ccc"].map(|c| Ok::<_, failover_host::stream::BoxError>(http_body::Frame::data(Bytes::from(c))));
+            let chunks = ["aaa", "bbb", "ccc"].map(|c| {
+                Ok::<_, failover_host::stream::BoxError>(http_body::Frame::data(Bytes::from(c)))
+            });
             let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
             let resp = run_filter_chain(&[vm], downstream(), request(body), |req| async move {
                 let got = req.into_body().collect().await.unwrap().to_bytes();
@@ -287,7 +349,11 @@ async fn request_body_is_buffered_while_paused_and_the_edit_reaches_the_router()
             .await;
             assert_eq!(resp.status(), 200);
             assert_eq!(body_text(resp).await, "ok");
-            assert_eq!(metric(&shared, "body_size"), 9, "the last call sees the whole buffered body");
+            assert_eq!(
+                metric(&shared, "body_size"),
+                9,
+                "the last call sees the whole buffered body"
+            );
             assert!(metric(&shared, "body_calls") >= 2);
             assert!(eventually(|| metric(&shared, "delete") == 1).await);
         })
@@ -302,10 +368,15 @@ async fn pass_through_streams_and_ends_every_context() {
             let shared = HostShared::new().unwrap();
             let vm = chain_vm(&shared, 0);
             for _ in 0..3 {
-                let resp = run_filter_chain(&[vm.clone()], downstream(), request(full("hi")), |req| async move {
-                    assert_eq!(req.headers().get("host").unwrap(), "front");
-                    upstream(200, 0, "hello")
-                })
+                let resp = run_filter_chain(
+                    &[vm.clone()],
+                    downstream(),
+                    request(full("hi")),
+                    |req| async move {
+                        assert_eq!(req.headers().get("host").unwrap(), "front");
+                        upstream(200, 0, "hello")
+                    },
+                )
                 .await;
                 assert_eq!(body_text(resp).await, "hello");
             }

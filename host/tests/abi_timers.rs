@@ -32,15 +32,33 @@ async fn ticks_arrive_on_the_root_context_until_shutdown() {
     tokio::task::LocalSet::new()
         .run_until(async {
             let shared = HostShared::new().unwrap();
-            let vm = match start(&shared, &spec("t", "vm", module(TICKS)), FakeClusters::none()) {
+            let vm = match start(
+                &shared,
+                &spec("t", "vm", module(TICKS)),
+                FakeClusters::none(),
+            ) {
                 Ok(vm) => vm,
                 Err(e) => panic!("{e}"),
             };
             let metrics = shared.metrics().clone();
-            let count = |name: &str| metrics.snapshot().iter().find(|m| m.name == name).map(|m| m.value).unwrap_or(0);
-            assert!(eventually(|| count("ticks") >= 3).await, "ticks keep coming");
+            let count = |name: &str| {
+                metrics
+                    .snapshot()
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map(|m| m.value)
+                    .unwrap_or(0)
+            };
+            assert!(
+                eventually(|| count("ticks") >= 3).await,
+                "ticks keep coming"
+            );
             vm.shutdown();
-            assert_eq!(count("done"), 1, "shutdown runs on_done on the root context");
+            assert_eq!(
+                count("done"),
+                1,
+                "shutdown runs on_done on the root context"
+            );
             let after = count("ticks");
             // Let the (aborted) timer get a chance to run: it must not tick again.
             for _ in 0..50 {

@@ -50,7 +50,10 @@ fn fd_routing_environ_args_clocks_random_files() {
     let shared = HostShared::new().unwrap();
     match start(&shared, &s, FakeClusters::none()).err() {
         Some(VmError::ConfigureRejected { logs, .. }) => {
-            assert_eq!(logs, vec!["info: to stdout", "error: to stderr", "info: unstable"]);
+            assert_eq!(
+                logs,
+                vec!["info: to stdout", "error: to stderr", "info: unstable"]
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use failover_host::vm::{
-    CallError, CallRequest, CallResponse, ClusterManager, DownstreamInfo, HostShared, PluginSpec, PluginVm,
-    VmError, VmRole, WasmCode,
+    CallError, CallRequest, CallResponse, ClusterManager, DownstreamInfo, HostShared, PluginSpec,
+    PluginVm, VmError, VmRole, WasmCode,
 };
 
 /// Every import the tests use (imports must precede definitions in WAT).
@@ -101,8 +101,15 @@ pub struct FakeClusters {
 }
 
 impl FakeClusters {
-    pub fn new(names: &[&str], respond: impl Fn(&str, &CallRequest) -> Result<CallResponse, CallError> + 'static) -> Rc<Self> {
-        Rc::new(Self { names: names.iter().map(|s| s.to_string()).collect(), respond: Box::new(respond), calls: RefCell::new(Vec::new()) })
+    pub fn new(
+        names: &[&str],
+        respond: impl Fn(&str, &CallRequest) -> Result<CallResponse, CallError> + 'static,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            respond: Box::new(respond),
+            calls: RefCell::new(Vec::new()),
+        })
     }
 
     pub fn none() -> Rc<Self> {
@@ -127,7 +134,11 @@ impl ClusterManager for FakeClusters {
 }
 
 /// Starts `spec` as worker 0 with `clusters`.
-pub fn start(shared: &HostShared, spec: &PluginSpec, clusters: Rc<dyn ClusterManager>) -> Result<Rc<PluginVm>, VmError> {
+pub fn start(
+    shared: &HostShared,
+    spec: &PluginSpec,
+    clusters: Rc<dyn ClusterManager>,
+) -> Result<Rc<PluginVm>, VmError> {
     PluginVm::start(shared, spec, VmRole::Worker(0), clusters)
 }
 
@@ -142,7 +153,10 @@ pub fn downstream() -> DownstreamInfo {
 
 /// Shows the host's logs when a test fails.
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug,cranelift_codegen=warn,wasmtime=warn,cranelift=warn").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("debug,cranelift_codegen=warn,wasmtime=warn,cranelift=warn")
+        .try_init();
 }
 
 /// Waits (bounded) until `cond` holds, yielding to the LocalSet in between.
@@ -152,7 +166,9 @@ pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
             tokio::task::yield_now().await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.is_ok()
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .is_ok()
 }
 
 /// `bytes` as a WAT string literal body (`\xx` escapes).
