@@ -88,7 +88,12 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         other => bail!("--log-level: unknown level {other:?} (trace, debug, info, warning, error, critical, off)"),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true)
+        .init();
     Ok(())
 }
 

@@ -1,0 +1,142 @@
+//! Bad input to the CLI: every case exits non-zero with one clear `error:` line saying what
+//! and where, and nothing panics.
+
+mod cli_support;
+mod proxy_support;
+
+use std::time::Duration;
+
+use cli_support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn good_yaml() -> String {
+    let (a, _) = proxy_support::upstream("alpha");
+    proxy_support::bootstrap("127.0.0.1:0".parse().unwrap(), &[("/", "cluster: alpha", "5s")], &[proxy_support::cluster("alpha", &[a])], None)
+}
+
+/// Exit code ≠ 0, exactly one line on stderr starting with `error:`, containing every `expect`.
+fn assert_fails(out: &Output, expect: &[&str]) {
+    assert!(!out.status.success(), "expected failure; stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {}", out.stderr);
+    for e in expect {
+        assert!(errors[0].contains(e), "{e:?} not in {:?}", errors[0]);
+    }
+}
+
+#[test]
+fn invalid_yaml_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "bad.yaml", "static_resources:\n  listeners: [\n");
+    let out = run(&["-c", &f], LIMIT);
+    assert_fails(&out, &["bad.yaml:"]);
+}
+
+#[test]
+fn unknown_field_names_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = good_yaml().replace("connect_timeout: 0.5s", "connect_timeout: 0.5s\n    circuit_breakers: {}");
+    let f = write(&dir, "typo.yaml", &yaml);
+    let out = run(&["-c", &f], LIMIT);
+    assert_fails(&out, &["typo.yaml:", "static_resources.clusters[0]", "circuit_breakers"]);
+}
+
+#[test]
+fn missing_wasm_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = good_yaml().replace(
+        "          http_filters:\n",
+        "          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: f\n                vm_config: { runtime: envoy.wasm.runtime.v8, code: { local: { filename: /nonexistent/failover_filter.wasm } } }\n",
+    );
+    let f = write(&dir, "w.yaml", &yaml);
+    let out = run(&["-c", &f], LIMIT);
+    assert_fails(&out, &["w.yaml", "vm_config.code.local.filename", "/nonexistent/failover_filter.wasm", "not found"]);
+    // The same through --wasm.
+    let out = run(&["-c", &f, "--wasm", "/nonexistent/other.wasm"], LIMIT);
+    assert_fails(&out, &["/nonexistent/other.wasm", "not found"]);
+}
+
+#[test]
+fn plugin_that_rejects_its_config_stops_startup_with_its_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "bad config: endpoints missing")
+          (global $heap (mut i32) (i32.const 1024))
+          (func (export "proxy_abi_version_0_2_1"))
+          (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+            (local.get $p))
+          (func (export "proxy_on_context_create") (param i32 i32))
+          (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+          (func (export "proxy_on_configure") (param i32 i32) (result i32)
+            (drop (call $log (i32.const 4) (i32.const 16) (i32.const 29)))
+            (i32.const 0)))"#,
+    )
+    .unwrap();
+    let wasm_path = dir.path().join("reject.wasm");
+    std::fs::write(&wasm_path, wasm).unwrap();
+    let yaml = good_yaml().replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: rejecter\n                vm_config: {{ runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: \"{}\" }} }} }}\n", wasm_path.display()),
+    );
+    let f = write(&dir, "r.yaml", &yaml);
+    let out = run(&["-c", &f], LIMIT);
+    assert_fails(&out, &["rejecter", "bad config: endpoints missing"]);
+}
+
+#[test]
+fn port_in_use_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (a, _) = proxy_support::upstream("alpha");
+    let yaml = proxy_support::bootstrap(addr, &[("/", "cluster: alpha", "5s")], &[proxy_support::cluster("alpha", &[a])], None);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "p.yaml", &yaml);
+    let out = run(&["-c", &f], LIMIT);
+    assert_fails(&out, &[&format!("cannot listen on {addr}")]);
+}
+
+#[test]
+fn corrupt_state_file_stops_startup_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "c.yaml", &good_yaml());
+    let state = write(&dir, "state.json", "{ this is not json");
+    let out = run(&["-c", &f, "--state-file", &state], LIMIT);
+    assert_fails(&out, &["state.json", "corrupt"]);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ this is not json");
+}
+
+#[test]
+fn missing_config_and_bad_flags_are_errors() {
+    let out = run(&[], LIMIT);
+    assert_fails(&out, &["-c FILE"]);
+    let out = run(&["-c", "/nonexistent/envoy.yaml"], LIMIT);
+    assert_fails(&out, &["/nonexistent/envoy.yaml", "cannot read"]);
+    let out = run(&["-c", "/nonexistent/envoy.yaml", "--log-level", "loud"], LIMIT);
+    assert_fails(&out, &["--log-level"]);
+}
+
+#[test]
+fn validate_mode_accepts_a_good_config_and_rejects_a_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "good.yaml", &good_yaml());
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("OK"), "{}", out.stdout);
+    let f = write(&dir, "typo.yaml", &good_yaml().replace("stat_prefix: test", "stat_prefixx: test"));
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert_fails(&out, &["typo.yaml", "stat_prefixx"]);
+}
