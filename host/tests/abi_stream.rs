@@ -369,7 +369,7 @@ async fn pass_through_streams_and_ends_every_context() {
             let vm = chain_vm(&shared, 0);
             for _ in 0..3 {
                 let resp = run_filter_chain(
-                    &[vm.clone()],
+                    std::slice::from_ref(&vm),
                     downstream(),
                     request(full("hi")),
                     |req| async move {

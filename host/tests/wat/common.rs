@@ -93,10 +93,13 @@ pub fn spec(name: &str, vm_id: &str, wasm: Vec<u8>) -> PluginSpec {
     }
 }
 
+/// How a fake cluster answers a call.
+pub type Responder = Box<dyn Fn(&str, &CallRequest) -> Result<CallResponse, CallError>>;
+
 /// Clusters answering every call at once with `respond` (or failing for unknown clusters).
 pub struct FakeClusters {
     pub names: Vec<String>,
-    pub respond: Box<dyn Fn(&str, &CallRequest) -> Result<CallResponse, CallError>>,
+    pub respond: Responder,
     pub calls: RefCell<Vec<(String, CallRequest)>>,
 }
 
