@@ -79,8 +79,16 @@ impl Drop for AdminHandle {
 ///
 /// # Errors
 /// [`StartError::Bind`] when the address cannot be bound.
-pub fn spawn(addr: SocketAddr, metrics: Arc<Metrics>, state: ServerState) -> Result<AdminHandle, StartError> {
-    let bind_err = |source| StartError::Bind { what: "admin".into(), addr, source };
+pub fn spawn(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    state: ServerState,
+) -> Result<AdminHandle, StartError> {
+    let bind_err = |source| StartError::Bind {
+        what: "admin".into(),
+        addr,
+        source,
+    };
     let std_listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let bound = std_listener.local_addr().map_err(bind_err)?;
@@ -118,23 +126,41 @@ pub fn spawn(addr: SocketAddr, metrics: Arc<Metrics>, state: ServerState) -> Res
         })
         .map_err(|e| StartError::Internal(format!("cannot start the admin thread: {e}")))?;
     tracing::info!("admin listening on {bound}");
-    Ok(AdminHandle { addr: bound, stop, thread: Some(thread) })
+    Ok(AdminHandle {
+        addr: bound,
+        stop,
+        thread: Some(thread),
+    })
 }
 
-fn respond(req: &Request<Incoming>, metrics: &Metrics, state: &ServerState) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<Incoming>,
+    metrics: &Metrics,
+    state: &ServerState,
+) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
         "/ready" => {
             let name = state.name();
-            let status = if name == "LIVE" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if name == "LIVE" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             (status, format!("{name}\n"))
         }
         "/stats" => (StatusCode::OK, stats_text(&metrics.snapshot(), state)),
         "/stats/prometheus" => (StatusCode::OK, stats_prometheus(&metrics.snapshot())),
-        _ => (StatusCode::NOT_FOUND, "invalid path. admin commands are: /ready /stats /stats/prometheus\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "invalid path. admin commands are: /ready /stats /stats/prometheus\n".to_string(),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
     resp
 }
 
@@ -165,7 +191,13 @@ pub fn stats_prometheus(samples: &[MetricSample]) -> String {
     for s in sorted {
         let name: String = format!("envoy_{}", s.name)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let _ = match s.kind {
             MetricKind::Counter => writeln!(out, "# TYPE {name} counter\n{name}{{}} {}", s.value),
@@ -185,19 +217,34 @@ mod tests {
     use super::*;
 
     fn sample(name: &str, kind: MetricKind, value: i64, sum: u64) -> MetricSample {
-        MetricSample { name: name.into(), kind, value, sum }
+        MetricSample {
+            name: name.into(),
+            kind,
+            value,
+            sum,
+        }
     }
 
     #[test]
     fn text_format_is_name_colon_value_sorted() {
-        let s = vec![sample("b.total", MetricKind::Counter, 3, 0), sample("a.queue", MetricKind::Gauge, -1, 0), sample("c.h", MetricKind::Histogram, 2, 10)];
+        let s = vec![
+            sample("b.total", MetricKind::Counter, 3, 0),
+            sample("a.queue", MetricKind::Gauge, -1, 0),
+            sample("c.h", MetricKind::Histogram, 2, 10),
+        ];
         let text = stats_text(&s, &ServerState::default());
-        assert_eq!(text, "a.queue: -1\nb.total: 3\nc.h: count=2 sum=10\nserver.live: 0\n");
+        assert_eq!(
+            text,
+            "a.queue: -1\nb.total: 3\nc.h: count=2 sum=10\nserver.live: 0\n"
+        );
     }
 
     #[test]
     fn prometheus_names_are_sanitised_and_typed() {
         let text = stats_prometheus(&[sample("failover.total_failed", MetricKind::Counter, 2, 0)]);
-        assert_eq!(text, "# TYPE envoy_failover_total_failed counter\nenvoy_failover_total_failed{} 2\n");
+        assert_eq!(
+            text,
+            "# TYPE envoy_failover_total_failed counter\nenvoy_failover_total_failed{} 2\n"
+        );
     }
 }

@@ -12,7 +12,11 @@ use failover_host::bootstrap::{self, LoadOptions, WasmSource};
 use failover_host::server::{self, ServeOptions, Server};
 
 #[derive(Parser, Debug)]
-#[command(name = "failover-host", version, about = "Runs the failover proxy-wasm filter without Envoy, with Envoy's semantics")]
+#[command(
+    name = "failover-host",
+    version,
+    about = "Runs the failover proxy-wasm filter without Envoy, with Envoy's semantics"
+)]
 struct Cli {
     /// Envoy bootstrap YAML.
     #[arg(short = 'c', long = "config-path")]
@@ -87,7 +91,8 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         "critical" => "error",
         other => bail!("--log-level: unknown level {other:?} (trace, debug, info, warning, error, critical, off)"),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -100,11 +105,19 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Wasm { out }) => {
-            std::fs::write(&out, failover_host::vm::EMBEDDED_FILTER).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("wrote {} ({} bytes)", out.display(), failover_host::vm::EMBEDDED_FILTER.len());
+            std::fs::write(&out, failover_host::vm::EMBEDDED_FILTER)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} ({} bytes)",
+                out.display(),
+                failover_host::vm::EMBEDDED_FILTER.len()
+            );
             Ok(())
         }
-        Some(Command::Demo { duration, concurrency }) => failover_host::demo::run(failover_host::demo::DemoOptions {
+        Some(Command::Demo {
+            duration,
+            concurrency,
+        }) => failover_host::demo::run(failover_host::demo::DemoOptions {
             duration: duration.map(Duration::from_secs),
             concurrency,
         }),
@@ -119,9 +132,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match cli.mode {
                 Mode::Validate => validate(&config, wasm_override),
                 Mode::Serve => {
-                    let load = LoadOptions { wasm_override, skip_file_checks: false };
+                    let load = LoadOptions {
+                        wasm_override,
+                        skip_file_checks: false,
+                    };
                     let opts = ServeOptions {
-                        concurrency: cli.concurrency.unwrap_or_else(server::default_concurrency).max(1),
+                        concurrency: cli
+                            .concurrency
+                            .unwrap_or_else(server::default_concurrency)
+                            .max(1),
                         state_file: cli.state_file,
                         drain_time: Duration::from_secs(cli.drain_time_s),
                     };
@@ -135,15 +154,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `--mode validate`: Envoy's own schema (failover-envoy-schema), then the subset this host
 /// runs. Like Envoy, prints `configuration '<file>' OK` and exits 0, or the error and exits 1.
 fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
-    failover_envoy_schema::validate_file(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-    let load = LoadOptions { wasm_override, skip_file_checks: true };
+    failover_envoy_schema::validate_file(config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let load = LoadOptions {
+        wasm_override,
+        skip_file_checks: true,
+    };
     bootstrap::load(config, &load).context("valid for Envoy, but failover-host cannot run it")?;
     println!("configuration '{}' OK", config.display());
     Ok(())
 }
 
 fn serve(config: PathBuf, load: LoadOptions, opts: ServeOptions) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the main runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the main runtime")?;
     let server = rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         // Handlers first: a SIGHUP during start-up must not kill the process.

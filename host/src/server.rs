@@ -52,7 +52,9 @@ impl Default for ServeOptions {
 
 /// Envoy's default `--concurrency`: the number of cores.
 pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// The VM description of a configured plugin.
@@ -113,13 +115,25 @@ impl Generation {
 
 type Started = mpsc::Sender<Result<(), String>>;
 
-fn start_generation(b: &Arc<Bootstrap>, shared: &HostShared, opts: &ServeOptions) -> Result<Generation, StartError> {
+fn start_generation(
+    b: &Arc<Bootstrap>,
+    shared: &HostShared,
+    opts: &ServeOptions,
+) -> Result<Generation, StartError> {
     // Canary: every plugin once on this thread before anything else (on_configure false = reject).
-    let canary_clusters = Clusters::new(&b.clusters).map_err(|e| StartError::Internal(format!("{}: {e}", b.file.display())))?;
-    let plugins = b.listeners.iter().flat_map(|l| l.wasm_filters.iter()).chain(b.services.iter());
+    let canary_clusters = Clusters::new(&b.clusters)
+        .map_err(|e| StartError::Internal(format!("{}: {e}", b.file.display())))?;
+    let plugins = b
+        .listeners
+        .iter()
+        .flat_map(|l| l.wasm_filters.iter())
+        .chain(b.services.iter());
     for p in plugins {
         let clusters: Rc<dyn ClusterManager> = canary_clusters.clone();
-        let vm = PluginVm::start(shared, &plugin_spec(p), VmRole::Canary, clusters).map_err(|e| StartError::Plugin(format!("{} ({}): {e}", b.file.display(), p.config_path)))?;
+        let vm =
+            PluginVm::start(shared, &plugin_spec(p), VmRole::Canary, clusters).map_err(|e| {
+                StartError::Plugin(format!("{} ({}): {e}", b.file.display(), p.config_path))
+            })?;
         vm.shutdown();
     }
     drop(canary_clusters);
@@ -134,19 +148,32 @@ fn start_generation(b: &Arc<Bootstrap>, shared: &HostShared, opts: &ServeOptions
             addr: l.address,
             source,
         })?;
-        let addr = socks.first().and_then(|s| s.local_addr().ok()).unwrap_or(l.address);
+        let addr = socks
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .unwrap_or(l.address);
         listeners.push((l.name.clone(), addr));
         per_listener.push(socks);
     }
 
-    let singleton = if b.services.is_empty() { None } else { Some(spawn_singleton(b.clone(), shared.clone())?) };
+    let singleton = if b.services.is_empty() {
+        None
+    } else {
+        Some(spawn_singleton(b.clone(), shared.clone())?)
+    };
     let mut workers = Vec::new();
     for i in 0..n {
-        let socks: Vec<std::net::TcpListener> = per_listener.iter_mut().filter_map(|v| v.pop()).collect();
+        let socks: Vec<std::net::TcpListener> =
+            per_listener.iter_mut().filter_map(|v| v.pop()).collect();
         match spawn_worker(i, b.clone(), shared.clone(), socks, opts.drain_time) {
             Ok(t) => workers.push(t),
             Err(e) => {
-                Generation { workers, singleton, listeners }.stop();
+                Generation {
+                    workers,
+                    singleton,
+                    listeners,
+                }
+                .stop();
                 return Err(e);
             }
         }
@@ -154,10 +181,18 @@ fn start_generation(b: &Arc<Bootstrap>, shared: &HostShared, opts: &ServeOptions
     for (name, addr) in &listeners {
         tracing::info!("listener {name:?} listening on {addr} ({n} workers)");
     }
-    Ok(Generation { workers, singleton, listeners })
+    Ok(Generation {
+        workers,
+        singleton,
+        listeners,
+    })
 }
 
-fn wait_started(rx: mpsc::Receiver<Result<(), String>>, t: Thread, what: &str) -> Result<Thread, StartError> {
+fn wait_started(
+    rx: mpsc::Receiver<Result<(), String>>,
+    t: Thread,
+    what: &str,
+) -> Result<Thread, StartError> {
     match rx.recv() {
         Ok(Ok(())) => Ok(t),
         Ok(Err(e)) => {
@@ -166,12 +201,17 @@ fn wait_started(rx: mpsc::Receiver<Result<(), String>>, t: Thread, what: &str) -
         }
         Err(_) => {
             t.join();
-            Err(StartError::Internal(format!("{what} thread ended during start-up")))
+            Err(StartError::Internal(format!(
+                "{what} thread ended during start-up"
+            )))
         }
     }
 }
 
-fn spawn_thread(name: String, f: impl FnOnce(Started, watch::Receiver<bool>) + Send + 'static) -> Result<Thread, StartError> {
+fn spawn_thread(
+    name: String,
+    f: impl FnOnce(Started, watch::Receiver<bool>) + Send + 'static,
+) -> Result<Thread, StartError> {
     let (tx, rx) = mpsc::channel();
     let (stop, stop_rx) = watch::channel(false);
     let handle = std::thread::Builder::new()
@@ -183,7 +223,10 @@ fn spawn_thread(name: String, f: impl FnOnce(Started, watch::Receiver<bool>) + S
 
 /// Runs `body` on a new current_thread runtime inside a `LocalSet`.
 fn local_runtime(started: &Started, body: impl std::future::Future<Output = ()>) {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, body),
         Err(e) => {
             let _ = started.send(Err(format!("cannot start a runtime: {e}")));
@@ -191,7 +234,13 @@ fn local_runtime(started: &Started, body: impl std::future::Future<Output = ()>)
     }
 }
 
-fn spawn_worker(index: usize, b: Arc<Bootstrap>, shared: HostShared, sockets: Vec<std::net::TcpListener>, drain_time: Duration) -> Result<Thread, StartError> {
+fn spawn_worker(
+    index: usize,
+    b: Arc<Bootstrap>,
+    shared: HostShared,
+    sockets: Vec<std::net::TcpListener>,
+    drain_time: Duration,
+) -> Result<Thread, StartError> {
     spawn_thread(format!("worker-{index}"), move |started, drain| {
         local_runtime(&started, async {
             let clusters = match Clusters::new(&b.clusters) {
@@ -211,8 +260,14 @@ fn spawn_worker(index: usize, b: Arc<Bootstrap>, shared: HostShared, sockets: Ve
                     match PluginVm::start(&shared, &plugin_spec(p), VmRole::Worker(index), cm) {
                         Ok(vm) => filters.push(vm),
                         Err(e) => {
-                            let _ = started.send(Err(format!("{} ({}): {e}", b.file.display(), p.config_path)));
-                            vms.iter().chain(filters.iter()).for_each(|vm| vm.shutdown());
+                            let _ = started.send(Err(format!(
+                                "{} ({}): {e}",
+                                b.file.display(),
+                                p.config_path
+                            )));
+                            vms.iter()
+                                .chain(filters.iter())
+                                .for_each(|vm| vm.shutdown());
                             return;
                         }
                     }
@@ -260,7 +315,11 @@ fn spawn_singleton(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, Star
                 match PluginVm::start(&shared, &plugin_spec(p), VmRole::Singleton, cm) {
                     Ok(vm) => vms.push(vm),
                     Err(e) => {
-                        let _ = started.send(Err(format!("{} ({}): {e}", b.file.display(), p.config_path)));
+                        let _ = started.send(Err(format!(
+                            "{} ({}): {e}",
+                            b.file.display(),
+                            p.config_path
+                        )));
                         vms.iter().for_each(|vm: &Rc<PluginVm>| vm.shutdown());
                         return;
                     }
@@ -300,10 +359,14 @@ impl Server {
             if state_file::restore_into(path, &store)? {
                 tracing::info!("state file {} loaded", path.display());
             } else {
-                tracing::info!("state file {} does not exist yet; starting empty", path.display());
+                tracing::info!(
+                    "state file {} does not exist yet; starting empty",
+                    path.display()
+                );
             }
         }
-        let shared = HostShared::with_stores(store, Arc::new(Metrics::new())).map_err(|e| StartError::Plugin(e.to_string()))?;
+        let shared = HostShared::with_stores(store, Arc::new(Metrics::new()))
+            .map_err(|e| StartError::Plugin(e.to_string()))?;
         let state = ServerState::default();
         let admin = match bootstrap.admin {
             Some(addr) => Some(admin::spawn(addr, shared.metrics().clone(), state.clone())?),
@@ -343,7 +406,10 @@ impl Server {
 
     /// Listener names and bound addresses of the current generation.
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.current.as_ref().map(|g| g.listeners.clone()).unwrap_or_default()
+        self.current
+            .as_ref()
+            .map(|g| g.listeners.clone())
+            .unwrap_or_default()
     }
 
     /// The admin address, if any.

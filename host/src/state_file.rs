@@ -39,9 +39,17 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateFileError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateFileError::Read { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(StateFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let corrupt = |reason: String| StateFileError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| StateFileError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if file.format != FORMAT {
         return Err(corrupt(format!("unknown format {:?}", file.format)));
@@ -49,7 +57,9 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateFileError> {
     // Check every value decodes now, so restore cannot fail half-way later.
     for (vm_id, entries) in &file.shared_data.namespaces {
         for (key, entry) in entries {
-            entry.value().map_err(|e| corrupt(format!("{vm_id}/{key}: {}", e.0)))?;
+            entry
+                .value()
+                .map_err(|e| corrupt(format!("{vm_id}/{key}: {}", e.0)))?;
         }
     }
     Ok(Some(file.shared_data))
@@ -63,7 +73,12 @@ pub fn restore_into(path: &Path, store: &SharedData) -> Result<bool, StateFileEr
     match load(path)? {
         None => Ok(false),
         Some(snapshot) => {
-            store.restore(snapshot).map_err(|e| StateFileError::Corrupt { path: path.to_path_buf(), reason: e.0 })?;
+            store
+                .restore(snapshot)
+                .map_err(|e| StateFileError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: e.0,
+                })?;
             Ok(true)
         }
     }
@@ -74,7 +89,10 @@ pub fn restore_into(path: &Path, store: &SharedData) -> Result<bool, StateFileEr
 /// # Errors
 /// [`StateFileError::Write`]; the old file is still intact then.
 pub fn save(path: &Path, snapshot: &Snapshot) -> Result<(), StateFileError> {
-    let werr = |source| StateFileError::Write { path: path.to_path_buf(), source };
+    let werr = |source| StateFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = StateFile {
         format: FORMAT.to_string(),
         shared_data: snapshot.clone(),
@@ -84,10 +102,17 @@ pub fn save(path: &Path, snapshot: &Snapshot) -> Result<(), StateFileError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&json)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
@@ -103,7 +128,11 @@ pub fn save(path: &Path, snapshot: &Snapshot) -> Result<(), StateFileError> {
 
 /// Saves `store` to `path` whenever it changes (debounced), until `stop` fires; then saves
 /// once more. Runs on a tokio runtime.
-pub async fn save_on_change(path: PathBuf, store: Arc<SharedData>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn save_on_change(
+    path: PathBuf,
+    store: Arc<SharedData>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut changed = store.changed();
     changed.mark_unchanged();
     loop {

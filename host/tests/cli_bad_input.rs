@@ -18,14 +18,27 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 
 fn good_yaml() -> String {
     let (a, _) = proxy_support::upstream("alpha");
-    proxy_support::bootstrap("127.0.0.1:0".parse().unwrap(), &[("/", "cluster: alpha", "5s")], &[proxy_support::cluster("alpha", &[a])], None)
+    proxy_support::bootstrap(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("/", "cluster: alpha", "5s")],
+        &[proxy_support::cluster("alpha", &[a])],
+        None,
+    )
 }
 
 /// Exit code ≠ 0, exactly one line on stderr starting with `error:`, containing every `expect`.
 fn assert_fails(out: &Output, expect: &[&str]) {
-    assert!(!out.status.success(), "expected failure; stderr: {}", out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure; stderr: {}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
-    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "expected one error line: {}", out.stderr);
     for e in expect {
         assert!(errors[0].contains(e), "{e:?} not in {:?}", errors[0]);
@@ -43,10 +56,20 @@ fn invalid_yaml_names_file_and_line() {
 #[test]
 fn unknown_field_names_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = good_yaml().replace("connect_timeout: 0.5s", "connect_timeout: 0.5s\n    circuit_breakers: {}");
+    let yaml = good_yaml().replace(
+        "connect_timeout: 0.5s",
+        "connect_timeout: 0.5s\n    circuit_breakers: {}",
+    );
     let f = write(&dir, "typo.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
-    assert_fails(&out, &["typo.yaml:", "static_resources.clusters[0]", "circuit_breakers"]);
+    assert_fails(
+        &out,
+        &[
+            "typo.yaml:",
+            "static_resources.clusters[0]",
+            "circuit_breakers",
+        ],
+    );
 }
 
 #[test]
@@ -58,7 +81,15 @@ fn missing_wasm_file_is_named() {
     );
     let f = write(&dir, "w.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
-    assert_fails(&out, &["w.yaml", "vm_config.code.local.filename", "/nonexistent/failover_filter.wasm", "not found"]);
+    assert_fails(
+        &out,
+        &[
+            "w.yaml",
+            "vm_config.code.local.filename",
+            "/nonexistent/failover_filter.wasm",
+            "not found",
+        ],
+    );
     // The same through --wasm.
     let out = run(&["-c", &f, "--wasm", "/nonexistent/other.wasm"], LIMIT);
     assert_fails(&out, &["/nonexistent/other.wasm", "not found"]);
@@ -102,7 +133,12 @@ fn port_in_use_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let (a, _) = proxy_support::upstream("alpha");
-    let yaml = proxy_support::bootstrap(addr, &[("/", "cluster: alpha", "5s")], &[proxy_support::cluster("alpha", &[a])], None);
+    let yaml = proxy_support::bootstrap(
+        addr,
+        &[("/", "cluster: alpha", "5s")],
+        &[proxy_support::cluster("alpha", &[a])],
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let f = write(&dir, "p.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
@@ -116,7 +152,10 @@ fn corrupt_state_file_stops_startup_and_is_left_untouched() {
     let state = write(&dir, "state.json", "{ this is not json");
     let out = run(&["-c", &f, "--state-file", &state], LIMIT);
     assert_fails(&out, &["state.json", "corrupt"]);
-    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ this is not json");
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "{ this is not json"
+    );
 }
 
 #[test]
@@ -125,7 +164,10 @@ fn missing_config_and_bad_flags_are_errors() {
     assert_fails(&out, &["-c FILE"]);
     let out = run(&["-c", "/nonexistent/envoy.yaml"], LIMIT);
     assert_fails(&out, &["/nonexistent/envoy.yaml", "cannot read"]);
-    let out = run(&["-c", "/nonexistent/envoy.yaml", "--log-level", "loud"], LIMIT);
+    let out = run(
+        &["-c", "/nonexistent/envoy.yaml", "--log-level", "loud"],
+        LIMIT,
+    );
     assert_fails(&out, &["--log-level"]);
 }
 
@@ -136,7 +178,11 @@ fn validate_mode_accepts_a_good_config_and_rejects_a_typo() {
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.contains("OK"), "{}", out.stdout);
-    let f = write(&dir, "typo.yaml", &good_yaml().replace("stat_prefix: test", "stat_prefixx: test"));
+    let f = write(
+        &dir,
+        "typo.yaml",
+        &good_yaml().replace("stat_prefix: test", "stat_prefixx: test"),
+    );
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
     assert_fails(&out, &["typo.yaml", "stat_prefixx"]);
 }

@@ -11,7 +11,11 @@ use cli_support::*;
 #[test]
 fn demo_with_duration_runs_and_prints_a_plain_summary() {
     let out = run(&["demo", "--duration", "5"], Duration::from_secs(120));
-    assert!(out.status.success(), "demo failed (is the real filter embedded?): {}", out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed (is the real filter embedded?): {}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(!out.stdout.contains('\x1b'), "ANSI codes without a TTY");
     assert!(out.stdout.contains("demo finished"), "{}", out.stdout);
@@ -25,5 +29,8 @@ fn demo_with_duration_runs_and_prints_a_plain_summary() {
     assert!(sent > 0, "{summary}");
     assert!(summary.contains("total_failed="), "{summary}");
     assert!(summary.contains("failure queue"), "{summary}");
-    assert!(summary.contains("answered by:   ") && !summary.contains("answered by:   -"), "no answer from any mock: {summary}");
+    assert!(
+        summary.contains("answered by:   ") && !summary.contains("answered by:   -"),
+        "no answer from any mock: {summary}"
+    );
 }

@@ -14,8 +14,12 @@ use failover_host::stream::UpstreamInfo;
 use proxy_support::*;
 
 fn forward_all(yaml: &str, requests: &[(&str, &[(&str, &str)])]) -> Vec<(u16, UpstreamInfo)> {
-    let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         let clusters = Clusters::new(&b.clusters).unwrap();
@@ -27,7 +31,11 @@ fn forward_all(yaml: &str, requests: &[(&str, &[(&str, &str)])]) -> Vec<(u16, Up
                 req = req.header(*k, *v);
             }
             let resp = router.forward(req.body(full(Bytes::new())).unwrap()).await;
-            let info = resp.extensions().get::<UpstreamInfo>().cloned().expect("every response carries UpstreamInfo");
+            let info = resp
+                .extensions()
+                .get::<UpstreamInfo>()
+                .cloned()
+                .expect("every response carries UpstreamInfo");
             out.push((resp.status().as_u16(), info));
         }
         out
@@ -47,7 +55,11 @@ fn flags_and_code_details_match_envoy() {
             ("/pick", "cluster_header: x-pick", "5s"),
             ("/", "cluster: alpha", "0.3s"),
         ],
-        &[cluster("alpha", &[a]), cluster("dead", &[dead]), cluster("empty", &[])],
+        &[
+            cluster("alpha", &[a]),
+            cluster("dead", &[dead]),
+            cluster("empty", &[]),
+        ],
         None,
     );
     let results = forward_all(
@@ -66,15 +78,31 @@ fn flags_and_code_details_match_envoy() {
     let expect: [(u16, u64, &str); 8] = [
         (200, 0, "via_upstream"),
         (504, flags::UPSTREAM_REQUEST_TIMEOUT, "response_timeout"),
-        (503, flags::UPSTREAM_CONNECTION_FAILURE, "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}"),
-        (503, flags::UPSTREAM_CONNECTION_TERMINATION, "upstream_reset_before_response_started{connection_termination}"),
-        (503, flags::UPSTREAM_PROTOCOL_ERROR, "upstream_reset_before_response_started{protocol_error}"),
+        (
+            503,
+            flags::UPSTREAM_CONNECTION_FAILURE,
+            "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}",
+        ),
+        (
+            503,
+            flags::UPSTREAM_CONNECTION_TERMINATION,
+            "upstream_reset_before_response_started{connection_termination}",
+        ),
+        (
+            503,
+            flags::UPSTREAM_PROTOCOL_ERROR,
+            "upstream_reset_before_response_started{protocol_error}",
+        ),
         (503, flags::NO_HEALTHY_UPSTREAM, "no_healthy_upstream"),
         (503, flags::NO_CLUSTER_FOUND, "cluster_not_found"),
         (200, 0, "via_upstream"),
     ];
     for (i, ((status, info), (es, ef, ed))) in results.iter().zip(expect).enumerate() {
-        assert_eq!((*status, info.response_flags, info.code_details.as_str()), (es, ef, ed), "request {i}: {info:?}");
+        assert_eq!(
+            (*status, info.response_flags, info.code_details.as_str()),
+            (es, ef, ed),
+            "request {i}: {info:?}"
+        );
     }
     // Where the request went is reported too.
     assert_eq!(results[0].1.upstream_address, Some(a));
@@ -87,7 +115,12 @@ fn flags_and_code_details_match_envoy() {
 #[test]
 fn no_route_is_nr_404() {
     let (a, _) = upstream("alpha");
-    let yaml = bootstrap("127.0.0.1:0".parse().unwrap(), &[("/only", "cluster: alpha", "5s")], &[cluster("alpha", &[a])], None);
+    let yaml = bootstrap(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("/only", "cluster: alpha", "5s")],
+        &[cluster("alpha", &[a])],
+        None,
+    );
     let results = forward_all(&yaml, &[("/nope", &[])]);
     assert_eq!(results[0].0, 404);
     assert_eq!(results[0].1.response_flags, flags::NO_ROUTE_FOUND);
@@ -98,9 +131,17 @@ fn no_route_is_nr_404() {
 fn dispatch_http_call_goes_through_the_cluster() {
     use failover_host::vm::{CallRequest, ClusterManager};
     let (a, seen) = upstream("alpha");
-    let yaml = bootstrap("127.0.0.1:0".parse().unwrap(), &[("/", "cluster: alpha", "5s")], &[cluster("alpha", &[a])], None);
+    let yaml = bootstrap(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("/", "cluster: alpha", "5s")],
+        &[cluster("alpha", &[a])],
+        None,
+    );
     let b = parse("test.yaml".as_ref(), &yaml, &LoadOptions::default()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     let (ok, unknown) = local.block_on(&rt, async {
         let clusters: Rc<Clusters> = Clusters::new(&b.clusters).unwrap();
@@ -115,15 +156,25 @@ fn dispatch_http_call_goes_through_the_cluster() {
             body: Bytes::from_static(b"ping"),
             trailers: vec![],
         };
-        let ok = clusters.call("alpha", req, Some(std::time::Duration::from_secs(5))).await;
+        let ok = clusters
+            .call("alpha", req, Some(std::time::Duration::from_secs(5)))
+            .await;
         let unknown = clusters.call("beta", CallRequest::default(), None).await;
         (ok, unknown)
     });
     let resp = ok.expect("answer");
-    assert!(resp.headers.contains(&(":status".to_string(), b"200".to_vec())), "{:?}", resp.headers);
+    assert!(
+        resp.headers
+            .contains(&(":status".to_string(), b"200".to_vec())),
+        "{:?}",
+        resp.headers
+    );
     assert_eq!(&resp.body[..], b"alpha /probe ping");
     assert!(unknown.is_err());
     let head = seen.heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(head.starts_with("post /probe http/1.1"), "{head}");
-    assert!(head.contains("host: api.example") && head.contains("x-check: 1"), "{head}");
+    assert!(
+        head.contains("host: api.example") && head.contains("x-check: 1"),
+        "{head}"
+    );
 }

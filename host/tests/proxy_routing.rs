@@ -12,8 +12,17 @@ use failover_host::server::{ServeOptions, Server};
 use proxy_support::*;
 
 fn start(yaml: &str) -> (Server, SocketAddr) {
-    let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let server = Server::start(b, ServeOptions { concurrency: 2, state_file: None, drain_time: Duration::from_secs(1) }).expect("start");
+    let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let server = Server::start(
+        b,
+        ServeOptions {
+            concurrency: 2,
+            state_file: None,
+            drain_time: Duration::from_secs(1),
+        },
+    )
+    .expect("start");
     let addr = server.listener_addrs()[0].1;
     (server, addr)
 }
@@ -28,7 +37,10 @@ fn routes_by_prefix_and_by_cluster_header() {
     let (b, _) = upstream("beta");
     let yaml = bootstrap(
         any(),
-        &[("/fixed", "cluster: alpha", "5s"), ("/", "cluster_header: x-pick", "5s")],
+        &[
+            ("/fixed", "cluster: alpha", "5s"),
+            ("/", "cluster_header: x-pick", "5s"),
+        ],
         &[cluster("alpha", &[a]), cluster("beta", &[b])],
         None,
     );
@@ -53,7 +65,12 @@ fn routes_by_prefix_and_by_cluster_header() {
 #[test]
 fn no_matching_route_is_404() {
     let (a, _) = upstream("alpha");
-    let yaml = bootstrap(any(), &[("/only", "cluster: alpha", "5s")], &[cluster("alpha", &[a])], None);
+    let yaml = bootstrap(
+        any(),
+        &[("/only", "cluster: alpha", "5s")],
+        &[cluster("alpha", &[a])],
+        None,
+    );
     let (server, addr) = start(&yaml);
     let (status, _, body) = get(addr, "/elsewhere", "");
     assert_eq!((status, body.as_str()), (404, ""));
@@ -63,7 +80,12 @@ fn no_matching_route_is_404() {
 #[test]
 fn keep_alive_reuses_upstream_connections_and_strips_hop_by_hop_headers() {
     let (a, seen) = upstream("alpha");
-    let yaml = bootstrap(any(), &[("/", "cluster: alpha", "5s")], &[cluster("alpha", &[a])], None);
+    let yaml = bootstrap(
+        any(),
+        &[("/", "cluster: alpha", "5s")],
+        &[cluster("alpha", &[a])],
+        None,
+    );
     let (server, addr) = start(&yaml);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -80,10 +102,16 @@ fn keep_alive_reuses_upstream_connections_and_strips_hop_by_hop_headers() {
     let heads = seen.heads.lock().unwrap().clone();
     for h in &heads {
         let lower = h.to_ascii_lowercase();
-        assert!(!lower.contains("x-secret"), "hop-by-hop header forwarded: {h}");
+        assert!(
+            !lower.contains("x-secret"),
+            "hop-by-hop header forwarded: {h}"
+        );
         assert!(lower.contains("x-forwarded-proto: http"), "{h}");
         assert!(lower.contains("x-request-id:"), "{h}");
-        assert!(lower.contains("host: test"), "Host must be the client's: {h}");
+        assert!(
+            lower.contains("host: test"),
+            "Host must be the client's: {h}"
+        );
     }
     server.shutdown();
 }
@@ -92,7 +120,12 @@ fn keep_alive_reuses_upstream_connections_and_strips_hop_by_hop_headers() {
 fn round_robin_over_endpoints() {
     let (a, seen_a) = upstream("one");
     let (b, seen_b) = upstream("two");
-    let yaml = bootstrap(any(), &[("/", "cluster: both", "5s")], &[cluster("both", &[a, b])], None);
+    let yaml = bootstrap(
+        any(),
+        &[("/", "cluster: both", "5s")],
+        &[cluster("both", &[a, b])],
+        None,
+    );
     let (server, addr) = start(&yaml);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -113,8 +146,16 @@ fn upstream_failures_become_envoys_local_replies() {
     let dead = closed_port();
     let yaml = bootstrap(
         any(),
-        &[("/dead", "cluster: dead", "5s"), ("/empty", "cluster: empty", "5s"), ("/", "cluster: alpha", "0.3s")],
-        &[cluster("alpha", &[a]), cluster("dead", &[dead]), cluster("empty", &[])],
+        &[
+            ("/dead", "cluster: dead", "5s"),
+            ("/empty", "cluster: empty", "5s"),
+            ("/", "cluster: alpha", "0.3s"),
+        ],
+        &[
+            cluster("alpha", &[a]),
+            cluster("dead", &[dead]),
+            cluster("empty", &[]),
+        ],
         None,
     );
     let (server, addr) = start(&yaml);
@@ -128,7 +169,10 @@ fn upstream_failures_become_envoys_local_replies() {
 
     let (status, _, body) = get(addr, "/reset", "");
     assert_eq!(status, 503);
-    assert!(body.ends_with("reset reason: connection termination"), "{body}");
+    assert!(
+        body.ends_with("reset reason: connection termination"),
+        "{body}"
+    );
 
     let (status, _, body) = get(addr, "/empty", "");
     assert_eq!((status, body.as_str()), (503, "no healthy upstream"));

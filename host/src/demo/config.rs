@@ -118,14 +118,20 @@ mod tests {
 
     #[test]
     fn the_demo_config_is_a_valid_bootstrap() {
-        let yaml = bootstrap_yaml("127.0.0.1:1001".parse().unwrap(), "127.0.0.1:1002".parse().unwrap());
-        let b = parse("demo.yaml".as_ref(), &yaml, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let yaml = bootstrap_yaml(
+            "127.0.0.1:1001".parse().unwrap(),
+            "127.0.0.1:1002".parse().unwrap(),
+        );
+        let b = parse("demo.yaml".as_ref(), &yaml, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(b.clusters.len(), 2);
         assert_eq!(b.services.len(), 1);
         let f = &b.listeners[0].wasm_filters[0];
         assert_eq!(f.code, WasmSource::Embedded);
         assert_eq!(f.vm_id, VM_ID);
         assert_eq!(f.configuration, plugin_json().into_bytes());
-        assert!(matches!(&b.listeners[0].virtual_hosts[0].routes[0].target, RouteTarget::ClusterHeader(h) if h == ROUTE_HEADER));
+        assert!(
+            matches!(&b.listeners[0].virtual_hosts[0].routes[0].target, RouteTarget::ClusterHeader(h) if h == ROUTE_HEADER)
+        );
     }
 }

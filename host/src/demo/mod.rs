@@ -37,19 +37,25 @@ pub const RECORD_KEY: &str = "failover.v1";
 /// # Errors
 /// A mock or the proxy cannot start (e.g. the embedded filter rejects the demo config).
 pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the demo runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the demo runtime")?;
     let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let flaky_schedule = Schedule::Flap {
         healthy_for: Duration::from_secs(3),
         failing_for: Duration::from_secs(5),
         failing: FailMode::status(503),
     };
-    let (flaky, steady) = rt.block_on(async {
-        let flaky = mock::spawn_with(local, flaky_schedule, MockOptions::named("flaky")).await?;
-        let steady = mock::spawn_with(local, Schedule::default(), MockOptions::named("steady")).await?;
-        Ok::<_, std::io::Error>((flaky, steady))
-    })
-    .context("cannot start the mock upstreams")?;
+    let (flaky, steady) = rt
+        .block_on(async {
+            let flaky =
+                mock::spawn_with(local, flaky_schedule, MockOptions::named("flaky")).await?;
+            let steady =
+                mock::spawn_with(local, Schedule::default(), MockOptions::named("steady")).await?;
+            Ok::<_, std::io::Error>((flaky, steady))
+        })
+        .context("cannot start the mock upstreams")?;
 
     let yaml = bootstrap_yaml(flaky.addr(), steady.addr());
     let b = bootstrap::parse("<demo>".as_ref(), &yaml, &LoadOptions::default())?;
@@ -61,7 +67,11 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
             drain_time: Duration::from_secs(1),
         },
     )?;
-    let proxy = server.listener_addrs().first().map(|(_, a)| *a).context("the demo proxy has no listener")?;
+    let proxy = server
+        .listener_addrs()
+        .first()
+        .map(|(_, a)| *a)
+        .context("the demo proxy has no listener")?;
 
     let tty = std::io::stdout().is_terminal();
     let tally = Arc::new(Mutex::new(traffic::Tally::default()));
@@ -100,7 +110,12 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn frame_text(server: &Server, mocks: &[&MockUpstream], tally: &Mutex<traffic::Tally>, started: Instant) -> String {
+fn frame_text(
+    server: &Server,
+    mocks: &[&MockUpstream],
+    tally: &Mutex<traffic::Tally>,
+    started: Instant,
+) -> String {
     let tally = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let record = server
         .shared()
@@ -132,7 +147,13 @@ fn frame_text(server: &Server, mocks: &[&MockUpstream], tally: &Mutex<traffic::T
     })
 }
 
-fn draw(server: &Server, mocks: &[&MockUpstream], tally: &Mutex<traffic::Tally>, started: Instant, tty: bool) {
+fn draw(
+    server: &Server,
+    mocks: &[&MockUpstream],
+    tally: &Mutex<traffic::Tally>,
+    started: Instant,
+    tty: bool,
+) {
     let text = frame_text(server, mocks, tally, started);
     let mut out = std::io::stdout().lock();
     if tty {

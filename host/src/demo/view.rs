@@ -23,7 +23,12 @@ pub struct Frame<'a> {
 }
 
 /// The four counters of the shared record, in display order.
-pub const COUNTERS: [&str; 4] = ["total_failed", "total_verified", "total_recovered", "total_still_failed"];
+pub const COUNTERS: [&str; 4] = [
+    "total_failed",
+    "total_verified",
+    "total_recovered",
+    "total_still_failed",
+];
 
 /// Reads a counter from the record (0 when absent).
 pub fn counter(record: Option<&Value>, name: &str) -> u64 {
@@ -38,12 +43,36 @@ pub fn counter(record: Option<&Value>, name: &str) -> u64 {
 pub fn render(f: &Frame<'_>) -> String {
     let mut out = String::new();
     let t = f.tally;
-    let _ = writeln!(out, "failover demo — {:.1}s   (Ctrl-C to stop)", f.elapsed.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "failover demo — {:.1}s   (Ctrl-C to stop)",
+        f.elapsed.as_secs_f64()
+    );
     let _ = writeln!(out);
-    let _ = writeln!(out, "requests sent: {}   ok: {}   failed: {}   errors: {}", t.sent, t.ok, t.failed, t.errors);
-    let answered: Vec<String> = t.answered_by.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(out, "answered by:   {}", if answered.is_empty() { "-".to_string() } else { answered.join("  ") });
-    let _ = writeln!(out, "failovers (answered by the fallback while flaky failed or was queued): {}", t.failovers);
+    let _ = writeln!(
+        out,
+        "requests sent: {}   ok: {}   failed: {}   errors: {}",
+        t.sent, t.ok, t.failed, t.errors
+    );
+    let answered: Vec<String> = t
+        .answered_by
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "answered by:   {}",
+        if answered.is_empty() {
+            "-".to_string()
+        } else {
+            answered.join("  ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "failovers (answered by the fallback while flaky failed or was queued): {}",
+        t.failovers
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "upstreams:");
     for (name, mode, requests) in &f.mocks {
@@ -52,7 +81,10 @@ pub fn render(f: &Frame<'_>) -> String {
     let _ = writeln!(out);
     let record = f.record.as_ref();
     let _ = writeln!(out, "failure queue (shared data key failover.v1):");
-    match record.and_then(|r| r.get("queue")).and_then(Value::as_object) {
+    match record
+        .and_then(|r| r.get("queue"))
+        .and_then(Value::as_object)
+    {
         Some(q) if !q.is_empty() => {
             for (name, entry) in q {
                 let reason = entry.get("reason").and_then(Value::as_str).unwrap_or("?");
@@ -65,7 +97,10 @@ pub fn render(f: &Frame<'_>) -> String {
         }
     }
     let _ = writeln!(out);
-    let counters: Vec<String> = COUNTERS.iter().map(|c| format!("{c}={}", counter(record, c))).collect();
+    let counters: Vec<String> = COUNTERS
+        .iter()
+        .map(|c| format!("{c}={}", counter(record, c)))
+        .collect();
     let _ = writeln!(out, "counters: {}", counters.join("  "));
     if !f.metrics.is_empty() {
         let m: Vec<String> = f.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -93,8 +128,16 @@ mod tests {
             record: Some(record),
             metrics: vec![],
         });
-        assert!(text.contains("flaky    reason: status 503 via_upstream   checks: 2"), "{text}");
-        assert!(text.contains("total_failed=1  total_verified=2  total_recovered=0  total_still_failed=2"), "{text}");
+        assert!(
+            text.contains("flaky    reason: status 503 via_upstream   checks: 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "total_failed=1  total_verified=2  total_recovered=0  total_still_failed=2"
+            ),
+            "{text}"
+        );
         assert!(text.contains("received 7"), "{text}");
     }
 }

@@ -54,7 +54,12 @@ impl UpstreamCluster {
             config
                 .endpoints
                 .iter()
-                .filter_map(|e| e.host.parse().ok().map(|ip| (SocketAddr::new(ip, e.port), None)))
+                .filter_map(|e| {
+                    e.host
+                        .parse()
+                        .ok()
+                        .map(|ip| (SocketAddr::new(ip, e.port), None))
+                })
                 .collect()
         } else {
             Vec::new()
@@ -95,7 +100,9 @@ impl UpstreamCluster {
                             _ => true,
                         })
                         .collect();
-                    if self.config.dns_lookup_family == DnsLookupFamily::V4Preferred && addrs.iter().any(|a| a.is_ipv4()) {
+                    if self.config.dns_lookup_family == DnsLookupFamily::V4Preferred
+                        && addrs.iter().any(|a| a.is_ipv4())
+                    {
                         addrs.retain(|a| a.is_ipv4());
                     }
                     addrs.dedup();
@@ -104,7 +111,9 @@ impl UpstreamCluster {
                     }
                     resolved.extend(addrs.into_iter().map(|a| (a, Some(ep.host.clone()))));
                 }
-                Err(e) => tracing::warn!(cluster = %self.config.name, host = %ep.host, "DNS resolution failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(cluster = %self.config.name, host = %ep.host, "DNS resolution failed: {e}")
+                }
             }
         }
         *self.hosts.borrow_mut() = resolved;
@@ -114,7 +123,13 @@ impl UpstreamCluster {
     /// when there is no host, the connection fails, or `timeout` passes before the headers.
     /// The response carries an [`UpstreamInfo`] extension either way.
     /// With `auto_host_rewrite`, `Host` becomes the host's DNS name (DNS clusters only).
-    pub async fn send(&self, mut req: Request<Body>, timeout: Option<Duration>, auto_host_rewrite: bool, mut info: UpstreamInfo) -> Response<Body> {
+    pub async fn send(
+        &self,
+        mut req: Request<Body>,
+        timeout: Option<Duration>,
+        auto_host_rewrite: bool,
+        mut info: UpstreamInfo,
+    ) -> Response<Body> {
         info.cluster_name = Some(self.config.name.clone());
         let Some((addr, hostname)) = self.pick() else {
             return LocalReply::NoHealthyUpstream.into_response(info);
@@ -125,8 +140,17 @@ impl UpstreamCluster {
             }
         }
         info.upstream_address = Some(addr);
-        let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        match Uri::builder().scheme("http").authority(addr.to_string()).path_and_query(pq).build() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        match Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(pq)
+            .build()
+        {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return LocalReply::RouteNotFound.into_response(info),
         }
@@ -168,7 +192,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> LocalReply {
         if let Some(c) = s.downcast_ref::<ConnectError>() {
             return match c {
                 ConnectError::Timeout => LocalReply::ConnectTimeout,
-                other => LocalReply::ConnectFailure { transport: other.transport_reason() },
+                other => LocalReply::ConnectFailure {
+                    transport: other.transport_reason(),
+                },
             };
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
@@ -181,7 +207,10 @@ fn classify(e: &hyper_util::client::legacy::Error) -> LocalReply {
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
-            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
                 return LocalReply::ConnectionTermination;
             }
         }
@@ -251,7 +280,9 @@ impl ClusterManager for Clusters {
     ) -> Pin<Box<dyn Future<Output = Result<CallResponse, CallError>>>> {
         let Some(cluster) = self.by_name.get(cluster).cloned() else {
             let name = cluster.to_string();
-            return Box::pin(async move { Err(CallError::Other(format!("unknown cluster {name:?}"))) });
+            return Box::pin(
+                async move { Err(CallError::Other(format!("unknown cluster {name:?}"))) },
+            );
         };
         Box::pin(async move {
             let req = build_call_request(request).map_err(CallError::Other)?;
@@ -259,13 +290,28 @@ impl ClusterManager for Clusters {
             // Like Envoy's async client, local replies (503 UF, 504 UT, ...) come back as answers.
             let resp = cluster.send(req, timeout, false, info).await;
             let (parts, body) = resp.into_parts();
-            let collected = body.collect().await.map_err(|e| CallError::Reset(e.to_string()))?;
+            let collected = body
+                .collect()
+                .await
+                .map_err(|e| CallError::Reset(e.to_string()))?;
             let trailers = collected
                 .trailers()
-                .map(|t| t.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect())
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let mut headers = vec![(":status".to_string(), parts.status.as_str().as_bytes().to_vec())];
-            headers.extend(parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())));
+            let mut headers = vec![(
+                ":status".to_string(),
+                parts.status.as_str().as_bytes().to_vec(),
+            )];
+            headers.extend(
+                parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
+            );
             Ok(CallResponse {
                 headers,
                 body: collected.to_bytes(),
@@ -282,15 +328,22 @@ fn build_call_request(call: CallRequest) -> Result<Request<Body>, String> {
     let mut builder = Request::builder();
     for (name, value) in &call.headers {
         match name.as_str() {
-            ":method" => method = Some(Method::from_bytes(value).map_err(|e| format!(":method: {e}"))?),
+            ":method" => {
+                method = Some(Method::from_bytes(value).map_err(|e| format!(":method: {e}"))?)
+            }
             ":path" => path = Some(String::from_utf8_lossy(value).into_owned()),
             ":authority" => {
-                builder = builder.header(http::header::HOST, HeaderValue::from_bytes(value).map_err(|e| format!(":authority: {e}"))?)
+                builder = builder.header(
+                    http::header::HOST,
+                    HeaderValue::from_bytes(value).map_err(|e| format!(":authority: {e}"))?,
+                )
             }
             n if n.starts_with(':') => {}
             n => {
-                let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n:?}: {e}"))?;
-                let value = HeaderValue::from_bytes(value).map_err(|e| format!("header {n:?}: {e}"))?;
+                let name = HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|e| format!("header {n:?}: {e}"))?;
+                let value =
+                    HeaderValue::from_bytes(value).map_err(|e| format!("header {n:?}: {e}"))?;
                 builder = builder.header(name, value);
             }
         }

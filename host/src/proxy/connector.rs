@@ -92,7 +92,9 @@ impl Connector {
                     .with_no_client_auth();
                 config.alpn_protocols = cfg.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
                 let sni = match &cfg.sni {
-                    Some(s) => Some(ServerName::try_from(s.clone()).map_err(|e| format!("sni {s:?}: {e}"))?),
+                    Some(s) => Some(
+                        ServerName::try_from(s.clone()).map_err(|e| format!("sni {s:?}: {e}"))?,
+                    ),
                     None => None,
                 };
                 if sni.is_none() {
@@ -102,12 +104,20 @@ impl Connector {
                 Some((TlsConnector::from(Arc::new(config)), sni))
             }
         };
-        Ok(Self { connect_timeout, tls })
+        Ok(Self {
+            connect_timeout,
+            tls,
+        })
     }
 
     async fn connect(self, uri: Uri) -> Result<UpstreamIo, ConnectError> {
-        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        let addr: SocketAddr = authority.parse().map_err(|_| ConnectError::BadAddress(authority.clone()))?;
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let addr: SocketAddr = authority
+            .parse()
+            .map_err(|_| ConnectError::BadAddress(authority.clone()))?;
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -118,7 +128,10 @@ impl Connector {
             None => Ok(UpstreamIo::Plain(tcp)),
             Some((connector, sni)) => {
                 let name = sni.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-                let tls = connector.connect(name, tcp).await.map_err(ConnectError::Tls)?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
                 Ok(UpstreamIo::Tls(Box::new(tls)))
             }
         }
@@ -155,7 +168,11 @@ impl Connection for UpstreamIo {
 }
 
 impl AsyncRead for UpstreamIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -164,7 +181,11 @@ impl AsyncRead for UpstreamIo {
 }
 
 impl AsyncWrite for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -185,7 +206,11 @@ impl AsyncWrite for UpstreamIo {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),

@@ -68,7 +68,12 @@ pub struct ListenerContext {
 
 /// Accepts and serves connections until `drain` becomes true, then lets open connections
 /// finish their current request (closing keep-alive) for at most `drain_time`.
-pub async fn serve(listener: tokio::net::TcpListener, ctx: Rc<ListenerContext>, mut drain: watch::Receiver<bool>, drain_time: Duration) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Rc<ListenerContext>,
+    mut drain: watch::Receiver<bool>,
+    drain_time: Duration,
+) {
     let mut conns = JoinSet::new();
     let conn_drain = drain.clone();
     loop {
@@ -95,7 +100,12 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Rc<ListenerContext>, 
     conns.abort_all();
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Rc<ListenerContext>, mut drain: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<ListenerContext>,
+    mut drain: watch::Receiver<bool>,
+) {
     let service_ctx = ctx.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let ctx = service_ctx.clone();
@@ -125,9 +135,17 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: 
     }
 }
 
-async fn handle(ctx: Rc<ListenerContext>, peer: SocketAddr, req: Request<Incoming>) -> http::Response<Body> {
+async fn handle(
+    ctx: Rc<ListenerContext>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> http::Response<Body> {
     let mut req: Request<Body> = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
-    let request_id = match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+    let request_id = match req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(id) => id.to_string(),
         None => {
             let id = new_request_id();
@@ -146,7 +164,10 @@ async fn handle(ctx: Rc<ListenerContext>, peer: SocketAddr, req: Request<Incomin
         destination: ctx.local_addr,
         request_id: Some(request_id),
     };
-    run_filter_chain(&ctx.filters, downstream, req, move |r| async move { router.forward(r).await }).await
+    run_filter_chain(&ctx.filters, downstream, req, move |r| async move {
+        router.forward(r).await
+    })
+    .await
 }
 
 thread_local! {

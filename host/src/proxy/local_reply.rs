@@ -63,10 +63,21 @@ pub enum LocalReply {
 impl LocalReply {
     /// Status, flags, code details and body text, as Envoy produces them.
     pub fn parts(&self) -> (StatusCode, u64, String, String) {
-        const RESET_BODY: &str = "upstream connect error or disconnect/reset before headers. reset reason: ";
+        const RESET_BODY: &str =
+            "upstream connect error or disconnect/reset before headers. reset reason: ";
         match self {
-            Self::RouteNotFound => (StatusCode::NOT_FOUND, flags::NO_ROUTE_FOUND, "route_not_found".into(), String::new()),
-            Self::ClusterNotFound => (StatusCode::SERVICE_UNAVAILABLE, flags::NO_CLUSTER_FOUND, "cluster_not_found".into(), String::new()),
+            Self::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                flags::NO_ROUTE_FOUND,
+                "route_not_found".into(),
+                String::new(),
+            ),
+            Self::ClusterNotFound => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                flags::NO_CLUSTER_FOUND,
+                "cluster_not_found".into(),
+                String::new(),
+            ),
             Self::NoHealthyUpstream => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 flags::NO_HEALTHY_UPSTREAM,
@@ -82,7 +93,10 @@ impl LocalReply {
             Self::ConnectFailure { transport } => {
                 let (details, body) = match transport {
                     Some(t) => (
-                        format!("upstream_reset_before_response_started{{connection_failure,{}}}", t.replace(' ', "_")),
+                        format!(
+                            "upstream_reset_before_response_started{{connection_failure,{}}}",
+                            t.replace(' ', "_")
+                        ),
                         format!("{RESET_BODY}connection failure, transport failure reason: {t}"),
                     ),
                     None => (
@@ -90,7 +104,12 @@ impl LocalReply {
                         format!("{RESET_BODY}connection failure"),
                     ),
                 };
-                (StatusCode::SERVICE_UNAVAILABLE, flags::UPSTREAM_CONNECTION_FAILURE, details, body)
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    flags::UPSTREAM_CONNECTION_FAILURE,
+                    details,
+                    body,
+                )
             }
             Self::ConnectTimeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -129,9 +148,11 @@ impl LocalReply {
         let mut resp = Response::new(full(Bytes::from(text)));
         *resp.status_mut() = status;
         if len > 0 {
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
-        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         resp.extensions_mut().insert(info);
         resp
     }
@@ -139,5 +160,7 @@ impl LocalReply {
 
 /// A complete body.
 pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }

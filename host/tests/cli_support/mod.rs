@@ -41,14 +41,21 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("failover-host {args:?} did not finish within {limit:?}; stderr: {}", err.lock().unwrap().join("\n"));
+            panic!(
+                "failover-host {args:?} did not finish within {limit:?}; stderr: {}",
+                err.lock().unwrap().join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(50));
     let stdout = out.lock().unwrap().join("\n");
     let stderr = err.lock().unwrap().join("\n");
-    Output { status, stdout, stderr }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 fn collect(child: &mut Child, which: &str) -> Arc<Mutex<Vec<String>>> {
@@ -102,9 +109,16 @@ impl Running {
                 return a;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("failover-host exited ({status}) before logging {marker:?}: {}", self.stderr_text());
+                panic!(
+                    "failover-host exited ({status}) before logging {marker:?}: {}",
+                    self.stderr_text()
+                );
             }
-            assert!(Instant::now() < deadline, "no {marker:?} line: {}", self.stderr_text());
+            assert!(
+                Instant::now() < deadline,
+                "no {marker:?} line: {}",
+                self.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -116,7 +130,12 @@ impl Running {
 
     /// Sends a signal by name (`HUP`, `TERM`, `INT`).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill").success();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 
@@ -127,7 +146,11 @@ impl Running {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(Instant::now() < deadline, "failover-host did not exit within {limit:?}: {}", self.stderr_text());
+            assert!(
+                Instant::now() < deadline,
+                "failover-host did not exit within {limit:?}: {}",
+                self.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

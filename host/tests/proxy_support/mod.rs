@@ -50,10 +50,16 @@ fn read_head(stream: &mut TcpStream) -> Option<String> {
 
 fn serve(mut stream: TcpStream, name: &str, seen: &Seen) {
     loop {
-        let Some(head) = read_head(&mut stream) else { return };
+        let Some(head) = read_head(&mut stream) else {
+            return;
+        };
         let len: usize = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
             .unwrap_or(0);
         let mut body = vec![0u8; len];
         if stream.read_exact(&mut body).is_err() {
@@ -99,7 +105,11 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr]) -> String {
         .iter()
         .map(|a| format!("\n        - endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}", a.ip(), a.port()))
         .collect();
-    let lb = if endpoints.is_empty() { " []".to_string() } else { eps };
+    let lb = if endpoints.is_empty() {
+        " []".to_string()
+    } else {
+        eps
+    };
     format!(
         "\n  - name: {name}\n    connect_timeout: 0.5s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:{lb}"
     )
@@ -107,13 +117,24 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr]) -> String {
 
 /// A bootstrap with one listener on `listen` (port 0 allowed), the given routes
 /// (`(prefix, "cluster: x" | "cluster_header: h", timeout)`), clusters, and optional admin.
-pub fn bootstrap(listen: SocketAddr, routes: &[(&str, &str, &str)], clusters: &[String], admin: Option<SocketAddr>) -> String {
+pub fn bootstrap(
+    listen: SocketAddr,
+    routes: &[(&str, &str, &str)],
+    clusters: &[String],
+    admin: Option<SocketAddr>,
+) -> String {
     let routes: String = routes
         .iter()
         .map(|(prefix, target, timeout)| format!("\n              - match: {{ prefix: \"{prefix}\" }}\n                route: {{ {target}, timeout: {timeout} }}"))
         .collect();
     let admin = admin
-        .map(|a| format!("admin:\n  address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }}\n", a.ip(), a.port()))
+        .map(|a| {
+            format!(
+                "admin:\n  address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }}\n",
+                a.ip(),
+                a.port()
+            )
+        })
         .unwrap_or_default();
     format!(
         r#"{admin}static_resources:
@@ -144,11 +165,15 @@ pub fn bootstrap(listen: SocketAddr, routes: &[(&str, &str, &str)], clusters: &[
     )
 }
 
+/// Status, lower-cased headers, body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
 /// A minimal HTTP/1.1 client over one connection: sends `req` (a full request text) and
 /// returns (status, headers lower-cased, body).
-pub fn http(stream: &mut TcpStream, req: &str) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+pub fn http(stream: &mut TcpStream, req: &str) -> std::io::Result<Answer> {
     stream.write_all(req.as_bytes())?;
-    let head = read_head(stream).ok_or_else(|| std::io::Error::other("connection closed before headers"))?;
+    let head = read_head(stream)
+        .ok_or_else(|| std::io::Error::other("connection closed before headers"))?;
     let mut lines = head.lines();
     let status: u16 = lines
         .next()
@@ -159,20 +184,32 @@ pub fn http(stream: &mut TcpStream, req: &str) -> std::io::Result<(u16, Vec<(Str
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
     Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// One request on a fresh connection.
-pub fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, Vec<(String, String)>, String) {
+pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Answer {
     let mut s = TcpStream::connect(addr).expect("connect to proxy");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    http(&mut s, &format!("GET {path} HTTP/1.1\r\nhost: test\r\n{extra}\r\n")).expect("answer")
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    http(
+        &mut s,
+        &format!("GET {path} HTTP/1.1\r\nhost: test\r\n{extra}\r\n"),
+    )
+    .expect("answer")
 }
 
 /// The value of header `name`.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
