@@ -1,1 +1,28 @@
+//! The proxy-wasm glue: translates host callbacks into calls on the pure modules. Only built
+//! for `wasm32`.
+//!
+//! ```text
+//!  main!  ─ registers FailoverRoot (no host calls allowed here but logging)
+//!  FailoverRoot (one per root context: the HTTP filter's, and the verifier's)
+//!    on_configure ─ parse config, define metrics, create the record, start the tick
+//!    on_tick      ─ verifier: lease, due probes  (verifier.rs)
+//!    create_http_context ─ FailoverHttp (http.rs)
+//!  FailoverHttp (one per request)
+//!    request headers ─ choose endpoint, set route header, keep a copy for replay
+//!    request body    ─ keep a copy (up to max_request_bytes), stream it on
+//!    response headers─ classify; on failure record it, pause, replay elsewhere
+//!    call response   ─ success → send_http_response; failure → next endpoint or last answer
+//! ```
 
+mod host;
+mod http;
+mod plugin;
+mod root;
+mod verifier;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|context_id| Box::new(root::FailoverRoot::new(context_id)));
+}}

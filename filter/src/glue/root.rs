@@ -1,0 +1,124 @@
+//! The root context: configuration, the tick that drives the verifier, and the factory of
+//! per-request contexts.
+
+use std::cell::RefCell;
+use std::hash::{BuildHasher, RandomState};
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Bytes, ContextType};
+
+use super::host::{now_ms, property_string, Metrics};
+use super::http::{FailoverHttp, Unconfigured};
+use super::plugin::Plugin;
+use super::verifier::Verifier;
+use crate::config::Config;
+use crate::select::Rng;
+use crate::store::RecordCache;
+
+/// Root id of the singleton verifier service (`envoy.bootstrap.wasm`).
+pub const VERIFIER_ROOT_ID: &str = "failover_verifier";
+
+/// One root context.
+pub struct FailoverRoot {
+    context_id: u32,
+    plugin: Option<Rc<Plugin>>,
+    verifier: Option<Verifier>,
+}
+
+impl FailoverRoot {
+    /// Created by the SDK for each root context (no host calls allowed yet).
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            plugin: None,
+            verifier: None,
+        }
+    }
+}
+
+impl Context for FailoverRoot {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        let headers = (num_headers > 0).then(|| self.get_http_call_response_headers_bytes());
+        let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+        let (Some(plugin), Some(verifier)) = (&self.plugin, &mut self.verifier) else {
+            return;
+        };
+        verifier.on_response(plugin, token, headers, &body);
+    }
+}
+
+impl RootContext for FailoverRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
+        let label = if root_id.is_empty() { "failover".to_string() } else { root_id.clone() };
+        let bytes: Bytes = self.get_plugin_configuration().unwrap_or_default();
+        let env = |name: &str| std::env::var(name).ok();
+        let config = match Config::parse(&bytes, &env) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("[{label}] rejected: {e}");
+                return false;
+            }
+        };
+        let seed = RandomState::new().hash_one((now_ms(), self.context_id));
+        let plugin = Rc::new(Plugin {
+            metrics: Metrics::define(),
+            cache: RefCell::new(RecordCache::default()),
+            rng: RefCell::new(Rng::new(seed)),
+            label: label.clone(),
+            config,
+        });
+        // Create the record if missing (race-free, see store.rs), never reset it, and forget
+        // endpoints that left the config.
+        let created = plugin.update("creating the failure record", |r| {
+            r.retain_endpoints(|k| plugin.config.index_of(k).is_some())
+        });
+        match &created {
+            Some(up) => plugin.metrics.queue_size.set(up.record.queue.len() as u64),
+            None => warn!("[{label}] the failure record could not be created yet; will retry on first use"),
+        }
+        let interval = plugin.config.verifier.interval_ms;
+        self.set_tick_period(Verifier::tick_period(interval));
+        let singleton = root_id == VERIFIER_ROOT_ID;
+        let owner = format!("{label}-{:08x}", seed as u32);
+        self.verifier = Some(Verifier::new(owner, singleton));
+        info!(
+            "[{label}] configured: {} endpoints in {} groups, verifier every {interval} ms{}; queue holds {}",
+            plugin.config.endpoints.len(),
+            plugin.config.groups.len(),
+            if singleton { " (singleton verifier)" } else { "" },
+            created.map_or(0, |u| u.record.queue.len()),
+        );
+        self.plugin = Some(plugin);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let (Some(plugin), Some(mut verifier)) = (self.plugin.clone(), self.verifier.take()) else {
+            return;
+        };
+        let dispatch = |cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration| {
+            self.dispatch_http_call(cluster, headers, body, vec![], timeout)
+        };
+        verifier.tick(&plugin, &dispatch);
+        self.verifier = Some(verifier);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.plugin {
+            Some(p) => Some(Box::new(FailoverHttp::new(context_id, p.clone()))),
+            None => Some(Box::new(Unconfigured)),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
