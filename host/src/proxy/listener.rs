@@ -58,7 +58,7 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net
 pub struct ListenerContext {
     /// The listener's name (logs).
     pub name: String,
-    /// The address clients connect to (`destination.address`).
+    /// The bound address (`destination.address` falls back to it).
     pub local_addr: SocketAddr,
     /// The Wasm HTTP filters, in order.
     pub filters: Vec<Rc<PluginVm>>,
@@ -106,11 +106,13 @@ async fn serve_connection(
     ctx: Rc<ListenerContext>,
     mut drain: watch::Receiver<bool>,
 ) {
+    // The address this connection really reached (the listener may be bound to 0.0.0.0).
+    let local = stream.local_addr().unwrap_or(ctx.local_addr);
     let service_ctx = ctx.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let ctx = service_ctx.clone();
         async move {
-            let resp = handle(ctx, peer, req).await;
+            let resp = handle(ctx, peer, local, req).await;
             if resp.extensions().get::<StreamReset>().is_some() {
                 // A plugin reset the stream: abort the connection instead of answering.
                 return Err(Box::new(ResetByPlugin) as BoxError);
@@ -138,6 +140,7 @@ async fn serve_connection(
 async fn handle(
     ctx: Rc<ListenerContext>,
     peer: SocketAddr,
+    local: SocketAddr,
     req: Request<Incoming>,
 ) -> http::Response<Body> {
     let mut req: Request<Body> = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
@@ -161,7 +164,7 @@ async fn handle(
     }
     let downstream = DownstreamInfo {
         source: peer,
-        destination: ctx.local_addr,
+        destination: local,
         request_id: Some(request_id),
     };
     run_filter_chain(&ctx.filters, downstream, req, move |r| async move {
