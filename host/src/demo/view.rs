@@ -70,8 +70,18 @@ pub fn render(f: &Frame<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "failovers (answered by the fallback while flaky failed or was queued): {}",
+        "answers from the fallback (flaky failing or queued): {}",
         t.failovers
+    );
+    let replayed = f
+        .metrics
+        .iter()
+        .find(|(k, _)| k == "failover.failovers")
+        .map(|(_, v)| v.to_string());
+    let _ = writeln!(
+        out,
+        "failovers (requests the filter replayed on another endpoint): {}",
+        replayed.unwrap_or_else(|| "-".into())
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "upstreams:");
