@@ -367,6 +367,8 @@ impl Server {
         }
         let shared = HostShared::with_stores(store, Arc::new(Metrics::new()))
             .map_err(|e| StartError::Plugin(e.to_string()))?;
+        // Subscribe before any VM runs: the records the plugins create at start-up are saved too.
+        let changed = shared.shared_data().changed();
         let state = ServerState::default();
         let admin = match bootstrap.admin {
             Some(addr) => Some(admin::spawn(addr, shared.metrics().clone(), state.clone())?),
@@ -374,7 +376,11 @@ impl Server {
         };
         let current = start_generation(&Arc::new(bootstrap), &shared, &opts)?;
         let saver = match &opts.state_file {
-            Some(path) => Some(spawn_saver(path.clone(), shared.shared_data().clone())?),
+            Some(path) => Some(spawn_saver(
+                path.clone(),
+                shared.shared_data().clone(),
+                changed,
+            )?),
             None => None,
         };
         state.set_live();
@@ -438,11 +444,15 @@ impl Server {
     }
 }
 
-fn spawn_saver(path: PathBuf, store: Arc<SharedData>) -> Result<Thread, StartError> {
+fn spawn_saver(
+    path: PathBuf,
+    store: Arc<SharedData>,
+    changed: watch::Receiver<u64>,
+) -> Result<Thread, StartError> {
     spawn_thread("state-file".into(), move |started, stop| {
         local_runtime(&started, async {
             let _ = started.send(Ok(()));
-            state_file::save_on_change(path, store, stop).await;
+            state_file::save_on_change(path, store, changed, stop).await;
         });
     })
 }

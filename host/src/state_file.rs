@@ -127,14 +127,14 @@ pub fn save(path: &Path, snapshot: &Snapshot) -> Result<(), StateFileError> {
 }
 
 /// Saves `store` to `path` whenever it changes (debounced), until `stop` fires; then saves
-/// once more. Runs on a tokio runtime.
+/// once more. `changed` is `store.changed()`, taken by the caller before anything can write,
+/// so no change is missed. Runs on a tokio runtime.
 pub async fn save_on_change(
     path: PathBuf,
     store: Arc<SharedData>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut changed = store.changed();
-    changed.mark_unchanged();
     loop {
         tokio::select! {
             r = changed.changed() => if r.is_err() { break },
