@@ -139,7 +139,10 @@ fn run(threads: usize, per_thread: u64) -> (Duration, u64) {
     let elapsed = start.elapsed();
     let expected = threads as u64 * per_thread;
     let got = strikes(&store);
-    assert_eq!(got, expected, "lost updates with {threads} threads: {got} of {expected} strikes stored");
+    assert_eq!(
+        got, expected,
+        "lost updates with {threads} threads: {got} of {expected} strikes stored"
+    );
     (elapsed, attempts.load(Ordering::Relaxed))
 }
 
@@ -148,9 +151,13 @@ fn criterion_benches(c: &mut Criterion) {
     for &threads in &THREADS {
         // One criterion "iteration" = one update on every thread at once.
         group.throughput(Throughput::Elements(threads as u64));
-        group.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| run(threads, iters.max(1)).0);
-        });
+        group.bench_with_input(
+            BenchmarkId::new("threads", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| run(threads, iters.max(1)).0);
+            },
+        );
     }
     group.finish();
 }
@@ -162,7 +169,9 @@ fn table(run_for: Duration, reps: usize) {
     let per_thread_1 = ((2_000.0 * run_for.as_secs_f64() / t.as_secs_f64()) as u64).max(1_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("\nstore::update scaling (Envoy-rules model store, std Mutex, {cores} cores; every update a write)");
-    println!("| threads | updates/s (median of {reps}) | × 1 thread | × previous | attempts/update |");
+    println!(
+        "| threads | updates/s (median of {reps}) | × 1 thread | × previous | attempts/update |"
+    );
     println!("|---|---|---|---|---|");
     let mut first = None;
     let mut previous: Option<f64> = None;
@@ -200,7 +209,9 @@ fn main() {
     criterion_benches(&mut c);
     c.final_summary();
     // `cargo bench -- <filter>` or `--list`: criterion did what was asked; the table is extra.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-')) || std::env::args().any(|a| a == "--list") {
+    if std::env::args().skip(1).any(|a| !a.starts_with('-'))
+        || std::env::args().any(|a| a == "--list")
+    {
         return;
     }
     table(Duration::from_millis(500), 5);

@@ -232,6 +232,16 @@ pub fn decode_status(bytes: &[u8]) -> Option<u16> {
         .filter(|c| (100..=599).contains(c))
 }
 
+/// True when `window` (whole lines of a `text/event-stream` body, possibly ending mid-line) has
+/// an `event: error` line — how LLM APIs report a failure after a 200 went out.
+pub fn sse_error_event(window: &[u8]) -> bool {
+    window.split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"event:")
+            .is_some_and(|rest| rest.trim_ascii() == b"error")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +346,19 @@ mod tests {
         assert_eq!(ResponseFlags::bit_of("nope"), None);
         assert_eq!(ResponseFlags(0x8020).to_string(), "UF,URX");
         assert_eq!(ResponseFlags(0).to_string(), "-");
+    }
+
+    #[test]
+    fn sse_error_events_are_found_at_line_starts_only() {
+        assert!(sse_error_event(
+            b"event: message\ndata: {}\n\nevent: error\ndata: {}\n\n"
+        ));
+        assert!(sse_error_event(b"event:error\r\n"));
+        assert!(!sse_error_event(
+            b"event: message_stop\ndata: {\"event: error\"}\n"
+        ));
+        assert!(!sse_error_event(b"xevent: error\n"));
+        assert!(!sse_error_event(b"event: errors\n"));
     }
 
     #[test]

@@ -757,6 +757,24 @@ async fn local_reply_via_chain(
     build_response(&list, full_body(body), info)
 }
 
+/// Envoy's `UC` response flag.
+const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
+/// Envoy's `DC` response flag.
+const DOWNSTREAM_DISCONNECT: u64 = 0x4000;
+
+/// Records on every stream that the response ended early, as Envoy's stream info does, so
+/// `response.flags` / `response.code_details` read in `on_log` tell who cut it.
+fn mark_ended_early(streams: &[HttpStream], flag: u64, details: &str) {
+    for s in streams {
+        s.with(|st| {
+            if let Some(r) = st.response.as_mut() {
+                r.info.response_flags |= flag;
+                r.info.code_details = details.to_string();
+            }
+        });
+    }
+}
+
 /// The response body, passed through the filters' `on_response_body` by a task on the
 /// worker's `LocalSet` (the VMs are `!Send`, the body must be `Send`). The task owns the
 /// streams: when the body ends, or the client goes away, they end (`on_log`, `on_done`,
@@ -772,12 +790,23 @@ fn response_body(streams: Vec<HttpStream>, reverse: Vec<usize>, mut upstream: Bo
         loop {
             let frame = tokio::select! {
                 f = upstream.frame() => f,
-                () = tx.closed() => break, // the client went away
+                () = tx.closed() => {
+                    // The client went away: Envoy's DC flag, visible in on_log.
+                    mark_ended_early(&streams, DOWNSTREAM_DISCONNECT, "downstream_remote_disconnect");
+                    break;
+                }
             };
             let eos = http_body::Body::is_end_stream(&upstream);
             let (chunk, eos) = match frame {
                 None => (Vec::new(), true),
                 Some(Err(e)) => {
+                    // The upstream cut the body after headers went out: Envoy's UC flag and
+                    // details, visible to on_log (the filter counts it as an endpoint failure).
+                    mark_ended_early(
+                        &streams,
+                        UPSTREAM_CONNECTION_TERMINATION,
+                        "upstream_reset_after_response_started{connection_termination}",
+                    );
                     let _ = tx.send(Err(e)).await;
                     break;
                 }

@@ -25,7 +25,9 @@ use serde_json::json;
 
 use super::host::{now_ms, property, property_string};
 use super::plugin::Plugin;
-use crate::classify::{classify, decode_status, decode_u64_le, Observation, Reason, ResponseFlags, Verdict};
+use crate::classify::{
+    classify, decode_status, decode_u64_le, Observation, Reason, ResponseFlags, Verdict,
+};
 use crate::config::{EndpointIdx, HOP_BY_HOP};
 use crate::retry_after;
 use crate::select::{self, Choice};
@@ -68,6 +70,14 @@ pub struct FailoverHttp {
     last: LastAnswer,
     /// The filter answered (status page, reject, or a replaced response).
     answered: bool,
+    /// The endpoint whose healthy answer is streaming to the client (the router's original).
+    streaming_from: Option<EndpointIdx>,
+    /// The streamed answer is server-sent events: watch it for `event: error`.
+    sse: bool,
+    /// The last bytes of the previous chunk, so a frame split over chunks is still seen.
+    sse_tail: Vec<u8>,
+    /// The response body reached its end.
+    response_complete: bool,
 }
 
 impl FailoverHttp {
@@ -86,6 +96,10 @@ impl FailoverHttp {
             pending: None,
             last: LastAnswer::Original,
             answered: false,
+            streaming_from: None,
+            sse: false,
+            sse_tail: Vec::new(),
+            response_complete: false,
         }
     }
 
@@ -120,7 +134,10 @@ impl FailoverHttp {
         let doc = status::render(cfg, &record, now_ms()).to_string();
         self.answer(
             200,
-            vec![("content-type", "application/json"), ("cache-control", "no-store")],
+            vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ],
             Some(doc.as_bytes()),
         )
     }
@@ -143,11 +160,17 @@ impl FailoverHttp {
         })
         .to_string();
         self.plugin.metrics.rejected.inc();
-        debug!("#{} all endpoints parked: rejected, retry after {secs} s", self.ctx);
+        debug!(
+            "#{} all endpoints parked: rejected, retry after {secs} s",
+            self.ctx
+        );
         let secs = secs.to_string();
         self.answer(
             503,
-            vec![("content-type", "application/json"), ("retry-after", secs.as_str())],
+            vec![
+                ("content-type", "application/json"),
+                ("retry-after", secs.as_str()),
+            ],
             Some(body.as_bytes()),
         )
     }
@@ -161,7 +184,11 @@ impl FailoverHttp {
             Some(&e.cluster),
         );
         for (name, value) in &e.request_headers {
-            let _ = hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, Some(value.expose()));
+            let _ = hostcalls::set_map_value(
+                proxy_wasm::types::MapType::HttpRequestHeaders,
+                name,
+                Some(value.expose()),
+            );
         }
         // Envoy ≥ 1.2x: re-run route matching now that the header is set; older Envoy clears the
         // route cache itself for ABI 0.2.1 modules and answers NOT_FOUND here.
@@ -206,7 +233,8 @@ impl FailoverHttp {
             return;
         }
         self.failed.push(idx);
-        self.plugin.record_failure(self.ctx, idx, reason, not_before_ms);
+        self.plugin
+            .record_failure(self.ctx, idx, reason, not_before_ms);
     }
 
     /// Starts the next attempt if the request can be replayed and attempts remain.
@@ -276,7 +304,11 @@ impl FailoverHttp {
         if let Some(a) = &e.authority {
             headers.push((":authority", a));
         }
-        headers.extend(e.request_headers.iter().map(|(n, v)| (n.as_str(), v.expose())));
+        headers.extend(
+            e.request_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.expose())),
+        );
         let body = (!self.body.is_empty()).then_some(self.body.as_slice());
         self.dispatch_http_call(
             &e.cluster,
@@ -306,8 +338,12 @@ impl FailoverHttp {
             })
             .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
             .collect();
-        let mut out: Vec<(&str, &str)> = text.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        out.push((self.plugin.config.failover.tried_header.as_str(), tried.as_str()));
+        let mut out: Vec<(&str, &str)> =
+            text.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        out.push((
+            self.plugin.config.failover.tried_header.as_str(),
+            tried.as_str(),
+        ));
         self.answered = true;
         let _ = hostcalls::send_http_response(u32::from(status), out, Some(body));
     }
@@ -316,26 +352,48 @@ impl FailoverHttp {
     /// the tried header.
     fn deliver_last(&mut self) {
         match std::mem::replace(&mut self.last, LastAnswer::Original) {
-            LastAnswer::Call { status, headers, body } => self.respond(status, &headers, &body),
+            LastAnswer::Call {
+                status,
+                headers,
+                body,
+            } => self.respond(status, &headers, &body),
             LastAnswer::Original => {
                 let tried = self.tried_list();
-                self.set_http_response_header(&self.plugin.config.failover.tried_header, Some(&tried));
+                self.set_http_response_header(
+                    &self.plugin.config.failover.tried_header,
+                    Some(&tried),
+                );
                 self.resume_http_response();
             }
         }
-        info!("#{} every attempt failed (tried: {})", self.ctx, self.tried_list());
+        info!(
+            "#{} every attempt failed (tried: {})",
+            self.ctx,
+            self.tried_list()
+        );
     }
 
     fn response_headers_text(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
         headers
             .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
             .collect()
     }
 }
 
 impl Context for FailoverHttp {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let Some((pending, idx)) = self.pending else {
             return;
         };
@@ -347,7 +405,9 @@ impl Context for FailoverHttp {
             self.fail(idx, &Reason::NoResponse, None);
         } else {
             let headers = self.get_http_call_response_headers_bytes();
-            let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+            let body = self
+                .get_http_call_response_body(0, body_size)
+                .unwrap_or_default();
             let status = headers
                 .iter()
                 .find(|(n, _)| n == ":status")
@@ -368,11 +428,20 @@ impl Context for FailoverHttp {
                     return;
                 }
                 Verdict::Failed(reason) => {
-                    let deadline =
-                        status.and_then(|s| retry_after::deadline_ms(s, &Self::response_headers_text(&headers), now_ms()));
+                    let deadline = status.and_then(|s| {
+                        retry_after::deadline_ms(
+                            s,
+                            &Self::response_headers_text(&headers),
+                            now_ms(),
+                        )
+                    });
                     self.fail(idx, &reason, deadline);
                     if let Some(status) = status {
-                        self.last = LastAnswer::Call { status, headers, body };
+                        self.last = LastAnswer::Call {
+                            status,
+                            headers,
+                            body,
+                        };
                     }
                 }
             }
@@ -392,7 +461,11 @@ impl HttpContext for FailoverHttp {
             }
         }
         // A client must never choose the upstream: drop every copy of the route header.
-        let _ = hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, &cfg.route_header, None);
+        let _ = hostcalls::set_map_value(
+            proxy_wasm::types::MapType::HttpRequestHeaders,
+            &cfg.route_header,
+            None,
+        );
         let record = self.plugin.record();
         match select::choose(cfg, &record, &[], self.next_random()) {
             Choice::Endpoint(idx) => self.route(idx),
@@ -401,7 +474,11 @@ impl HttpContext for FailoverHttp {
                 if !self.plugin.claim(idx, until) {
                     return self.reject();
                 }
-                debug!("#{} all endpoints parked: trial request to \"{}\"", self.ctx, cfg.endpoint(idx).id);
+                debug!(
+                    "#{} all endpoints parked: trial request to \"{}\"",
+                    self.ctx,
+                    cfg.endpoint(idx).id
+                );
                 self.route(idx);
             }
             Choice::Reject { .. } | Choice::Exhausted => return self.reject(),
@@ -432,7 +509,7 @@ impl HttpContext for FailoverHttp {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.answered {
             return Action::Continue;
         }
@@ -452,12 +529,18 @@ impl HttpContext for FailoverHttp {
         match classify(&self.plugin.config.failure, &obs) {
             Verdict::Healthy => {
                 self.plugin.record_success(self.ctx, idx);
+                self.streaming_from = Some(idx);
+                self.response_complete = end_of_stream;
+                self.sse = self
+                    .get_http_response_header_bytes("content-type")
+                    .is_some_and(|v| contains(&v.to_ascii_lowercase(), b"text/event-stream"));
                 Action::Continue
             }
             Verdict::Neutral => Action::Continue,
             Verdict::Failed(reason) => {
                 let deadline = status.and_then(|s| {
-                    let headers = Self::response_headers_text(&self.get_http_response_headers_bytes());
+                    let headers =
+                        Self::response_headers_text(&self.get_http_response_headers_bytes());
                     retry_after::deadline_ms(s, &headers, now_ms())
                 });
                 self.fail(idx, &reason, deadline);
@@ -466,18 +549,85 @@ impl HttpContext for FailoverHttp {
                 }
                 if self.tried.len() > 1 || self.plugin.config.failover.max_attempts > 1 {
                     let tried = self.tried_list();
-                    self.set_http_response_header(&self.plugin.config.failover.tried_header, Some(&tried));
+                    self.set_http_response_header(
+                        &self.plugin.config.failover.tried_header,
+                        Some(&tried),
+                    );
                 }
                 Action::Continue
             }
         }
     }
 
-    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.pending.is_some() {
             // The failed answer waits while a replay runs; it is replaced or resumed after.
             return Action::Pause;
         }
+        if end_of_stream {
+            self.response_complete = true;
+        }
+        if let (true, Some(idx)) = (self.sse, self.streaming_from) {
+            if let Some(chunk) = self.get_http_response_body(0, body_size) {
+                let mut window = std::mem::take(&mut self.sse_tail);
+                window.extend_from_slice(&chunk);
+                if crate::classify::sse_error_event(&window) {
+                    // The answer already went out; nothing is replayed, but the endpoint failed.
+                    self.sse = false;
+                    self.fail(
+                        idx,
+                        &Reason::Stream("error event in a streamed answer".into()),
+                        None,
+                    );
+                } else {
+                    // Keep the unfinished last line for the next chunk; a long one cannot be an
+                    // `event:` line, so only a marker that we are mid-line is kept.
+                    let from = window
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p + 1);
+                    let partial = window.split_off(from);
+                    self.sse_tail = if partial.len() <= SSE_TAIL {
+                        partial
+                    } else {
+                        b"x".to_vec()
+                    };
+                }
+            }
+        }
         Action::Continue
     }
+
+    fn on_log(&mut self) {
+        // A healthy answer that never reached its end: who cut it? Only an upstream cut
+        // counts against the endpoint (a client hanging up does not).
+        let Some(idx) = self.streaming_from else {
+            return;
+        };
+        if self.response_complete {
+            return;
+        }
+        let flags = property(&["response", "flags"])
+            .and_then(|b| decode_u64_le(&b))
+            .map(ResponseFlags::from_bits)
+            .unwrap_or_default();
+        if flags.contains_any(UPSTREAM_CUT_FLAGS) {
+            let details = property_string(&["response", "code_details"]).unwrap_or_default();
+            self.fail(
+                idx,
+                &Reason::Stream(format!("answer cut after headers ({flags}) {details}")),
+                None,
+            );
+        }
+    }
+}
+
+/// Longest unfinished line kept between chunks (an `event: error` line is far shorter).
+const SSE_TAIL: usize = 64;
+
+/// Envoy flags meaning the upstream side ended a started answer: UT, UR, UC, SI, UMSDR, UPE.
+const UPSTREAM_CUT_FLAGS: u64 = 0x4 | 0x10 | 0x40 | 0x10000 | 0x80000 | 0x800000;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -31,13 +31,20 @@ impl Plugin {
     pub fn record(&self) -> Record {
         let mut cache = self.cache.borrow_mut();
         if let Err(e) = cache.refresh(&ProxyStore) {
-            warn!("[{}] reading the failure queue failed, using the last copy: {e}", self.label);
+            warn!(
+                "[{}] reading the failure queue failed, using the last copy: {e}",
+                self.label
+            );
         }
         cache.record().clone()
     }
 
     /// Runs `transition` through the one CAS loop, logging host errors and corrupt records.
-    pub fn update<T>(&self, what: &str, transition: impl FnMut(&mut Record) -> T) -> Option<Updated<T>> {
+    pub fn update<T>(
+        &self,
+        what: &str,
+        transition: impl FnMut(&mut Record) -> T,
+    ) -> Option<Updated<T>> {
         match store::update(&ProxyStore, transition) {
             Ok(up) => {
                 if up.replaced_corrupt {
@@ -59,7 +66,13 @@ impl Plugin {
     }
 
     /// Records that `idx` failed (call once per request and endpoint).
-    pub fn record_failure(&self, ctx: u32, idx: EndpointIdx, reason: &Reason, not_before_ms: Option<u64>) {
+    pub fn record_failure(
+        &self,
+        ctx: u32,
+        idx: EndpointIdx,
+        reason: &Reason,
+        not_before_ms: Option<u64>,
+    ) {
         let endpoint = self.config.endpoint(idx);
         let id = endpoint.id.as_str();
         let reason = reason.to_string();
@@ -85,7 +98,9 @@ impl Plugin {
                     up.record.stats.total_failed
                 );
             }
-            FailureOutcome::Repeat => debug!("#{ctx} endpoint \"{id}\" already in failure queue: {reason}"),
+            FailureOutcome::Repeat => {
+                debug!("#{ctx} endpoint \"{id}\" already in failure queue: {reason}")
+            }
             FailureOutcome::Struck(n) => debug!(
                 "#{ctx} endpoint \"{id}\" failed ({n} of {} before parking): {reason}",
                 self.config.failure.threshold
@@ -125,8 +140,10 @@ impl Plugin {
     pub fn claim(&self, idx: EndpointIdx, until_ms: u64) -> bool {
         let id = self.config.endpoint(idx).id.as_str();
         let now = now_ms();
-        self.update("claiming a probe slot", |r| r.claim_probe(id, now, until_ms))
-            .is_some_and(|up| up.outcome && up.written)
+        self.update("claiming a probe slot", |r| {
+            r.claim_probe(id, now, until_ms)
+        })
+        .is_some_and(|up| up.outcome && up.written)
     }
 
     /// Records one verifier check.

@@ -40,9 +40,17 @@ impl FailoverRoot {
 }
 
 impl Context for FailoverRoot {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let headers = (num_headers > 0).then(|| self.get_http_call_response_headers_bytes());
-        let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
         let (Some(plugin), Some(verifier)) = (&self.plugin, &mut self.verifier) else {
             return;
         };
@@ -57,7 +65,11 @@ impl RootContext for FailoverRoot {
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
-        let label = if root_id.is_empty() { "failover".to_string() } else { root_id.clone() };
+        let label = if root_id.is_empty() {
+            "failover".to_string()
+        } else {
+            root_id.clone()
+        };
         let bytes: Bytes = self.get_plugin_configuration().unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
         let config = match Config::parse(&bytes, &env) {
@@ -82,7 +94,9 @@ impl RootContext for FailoverRoot {
         });
         match &created {
             Some(up) => plugin.metrics.queue_size.set(up.record.queue.len() as u64),
-            None => warn!("[{label}] the failure record could not be created yet; will retry on first use"),
+            None => warn!(
+                "[{label}] the failure record could not be created yet; will retry on first use"
+            ),
         }
         let interval = plugin.config.verifier.interval_ms;
         self.set_tick_period(Verifier::tick_period(interval));
@@ -104,9 +118,10 @@ impl RootContext for FailoverRoot {
         let (Some(plugin), Some(mut verifier)) = (self.plugin.clone(), self.verifier.take()) else {
             return;
         };
-        let dispatch = |cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration| {
-            self.dispatch_http_call(cluster, headers, body, vec![], timeout)
-        };
+        let dispatch =
+            |cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration| {
+                self.dispatch_http_call(cluster, headers, body, vec![], timeout)
+            };
         verifier.tick(&plugin, &dispatch);
         self.verifier = Some(verifier);
     }

@@ -21,7 +21,8 @@ use crate::retry_after;
 const CLAIM_SLACK_MS: u64 = 1000;
 
 /// Sends one HTTP call through the owning context (so the SDK routes the answer back).
-pub type Dispatch<'a> = &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
+pub type Dispatch<'a> =
+    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
 
 /// The verifier state of one root context.
 pub struct Verifier {
@@ -111,10 +112,15 @@ impl Verifier {
         let timeout = Duration::from_millis(plugin.config.verifier.timeout_ms);
         match dispatch(&e.cluster, headers, body, timeout) {
             Ok(token) => {
-                debug!("[{}] probing endpoint \"{}\" (call {token})", plugin.label, e.id);
+                debug!(
+                    "[{}] probing endpoint \"{}\" (call {token})",
+                    plugin.label, e.id
+                );
                 self.in_flight.insert(token, idx);
             }
-            Err(status) => plugin.record_check(idx, Err(format!("probe could not be sent: {status:?}"))),
+            Err(status) => {
+                plugin.record_check(idx, Err(format!("probe could not be sent: {status:?}")))
+            }
         }
     }
 
@@ -138,7 +144,12 @@ impl Verifier {
             (Some(code), Some(h)) if verdict.is_err() => {
                 let text: Vec<(String, String)> = h
                     .iter()
-                    .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
+                    .map(|(n, v)| {
+                        (
+                            n.to_ascii_lowercase(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
                     .collect();
                 retry_after::deadline_ms(code, &text, now_ms())
             }
