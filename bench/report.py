@@ -154,6 +154,28 @@ def extras_section(extras, meta):
                 f"| **callgrind instructions per request in the filter** (with − without) | **{per[1] - per[0]:,.0f}** "
                 f"({(per[1] - per[0]) / max(per[0], 1) * 100:.1f} % of the pass-through host) |"
             )
+    hp = {e["case"]: e for e in extras if e["kind"] == "hot_path"}
+    if hp:
+        base = hp.get("no_filter")
+        base_per = base["instructions"] / max(base["requests"], 1) if base else 0.0
+        for case, label in (
+            ("no_filter", "chain driver alone, no filter"),
+            ("record_unchanged", "filter, record unchanged"),
+            ("record_changed", "filter, record changed before each request"),
+            ("failure_recorded", "filter, 503 recorded (one CAS write)"),
+        ):
+            e = hp.get(case)
+            if not e:
+                continue
+            n = max(e["requests"], 1)
+            per = e["instructions"] / n
+            extra = ""
+            if case != "no_filter" and base:
+                extra = f"; filter share **{per - base_per:,.0f}**"
+            lines.append(
+                f"| callgrind hot path (host/benches/hot_path.rs), {label} | {per:,.0f} instructions/request{extra}; "
+                f"shared-data get {e['shared_get_calls'] / n:.2f}, set {e['shared_set_calls'] / n:.2f} per request |"
+            )
     return lines
 
 
@@ -181,6 +203,7 @@ def markdown(rows, extras, meta, perf):
         f"{meta.get('workers')} workers; failover-host built with `--profile {meta.get('profile')}`; "
         f"nginx {meta.get('nginx', '?')} (upstream: {meta.get('upstream_workers')} worker, `return 200`). "
         "Medians over rounds, middle half in brackets."
+        + (f" failover-host ran with `{meta['host_env']}`." if meta.get("host_env") else "")
     )
     out.append("")
     out.append("| case | requests/s | p50 ms | p99 ms | proxy CPU µs/request | errors |")

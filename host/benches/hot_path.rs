@@ -3,7 +3,8 @@
 //! worker VM, driven by the host's own filter-chain driver (`stream::run_filter_chain`), with a
 //! canned upstream answer instead of a network hop.
 //!
-//! Cases (each on a fresh `HostShared`, so one case's record never leaks into another):
+//! Cases (one engine, so the module is compiled once; each case its own `vm_id`, so one case's
+//! record never leaks into another):
 //! - `no_filter` — the same chain driver with no filter: the host's own share, to subtract.
 //! - `record_unchanged` — 200 answers; the shared record never changes (the steady state: one
 //!   shared-data `get`, no JSON parse expected).
@@ -32,7 +33,6 @@ use failover_host::vm::{
 };
 use http_body_util::{BodyExt, Full};
 
-const VM_ID: &str = "failover";
 const RECORD_KEY: &str = "failover.v1";
 const CASES: [&str; 4] = ["no_filter", "record_unchanged", "record_changed", "failure_recorded"];
 
@@ -88,11 +88,11 @@ fn has_proxy_wasm_abi() -> bool {
     EMBEDDED_FILTER.windows(marker.len()).any(|w| w == marker)
 }
 
-fn spec() -> PluginSpec {
+fn spec(vm_id: &str) -> PluginSpec {
     PluginSpec {
         name: "failover".into(),
         root_id: "failover".into(),
-        vm_id: VM_ID.into(),
+        vm_id: vm_id.into(),
         configuration: PLUGIN_CONFIG.as_bytes().to_vec(),
         vm_configuration: Vec::new(),
         environment: Vec::new(),
@@ -147,6 +147,7 @@ fn answer(status: u16) -> http::Response<Body> {
 /// One case, set up: its own host state, its VM (absent for `no_filter`), its runtime.
 struct Case {
     name: &'static str,
+    vm_id: String,
     shared: HostShared,
     vms: Vec<Rc<PluginVm>>,
     status: u16,
@@ -156,11 +157,9 @@ struct Case {
 }
 
 impl Case {
-    fn new(name: &'static str) -> Self {
-        let shared = match HostShared::new() {
-            Ok(s) => s,
-            Err(e) => panic!("cannot create the host: {e}"),
-        };
+    fn new(name: &'static str, shared: &HostShared) -> Self {
+        let shared = shared.clone();
+        let vm_id = format!("failover-{name}");
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -173,7 +172,7 @@ impl Case {
             Vec::new()
         } else {
             let started = local.block_on(&rt, async {
-                PluginVm::start(&shared, &spec(), VmRole::Worker(0), Rc::new(Clusters))
+                PluginVm::start(&shared, &spec(&vm_id), VmRole::Worker(0), Rc::new(Clusters))
             });
             match started {
                 Ok(vm) => vec![vm],
@@ -182,6 +181,7 @@ impl Case {
         };
         let case = Case {
             name,
+            vm_id,
             shared,
             vms,
             status: if name == "failure_recorded" { 503 } else { 200 },
@@ -208,8 +208,9 @@ impl Case {
     async fn one(&self) {
         if self.rewrite_record {
             // Same bytes, new cas: the filter's cached copy is stale and must be re-read.
-            if let Ok((value, _)) = self.shared.shared_data().get(VM_ID, RECORD_KEY) {
-                let _ = self.shared.shared_data().set(VM_ID, RECORD_KEY, &value, 0);
+            let data = self.shared.shared_data();
+            if let Ok((value, _)) = data.get(&self.vm_id, RECORD_KEY) {
+                let _ = data.set(&self.vm_id, RECORD_KEY, &value, 0);
             }
         }
         let status = self.status;
@@ -241,14 +242,22 @@ fn measured(case: &Case, n: u64) -> Duration {
 }
 
 fn record_after(case: &Case) -> String {
-    match case.shared.shared_data().get(VM_ID, RECORD_KEY) {
+    match case.shared.shared_data().get(&case.vm_id, RECORD_KEY) {
         Ok((v, cas)) => format!("cas {cas}: {}", String::from_utf8_lossy(&v)),
         Err(e) => format!("({e:?})"),
     }
 }
 
+fn host() -> HostShared {
+    match HostShared::new() {
+        Ok(s) => s,
+        Err(e) => panic!("cannot create the host: {e}"),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let shared = host();
     let filter_ok = has_proxy_wasm_abi();
     let cases: Vec<&'static str> = CASES
         .iter()
@@ -266,7 +275,7 @@ fn main() {
             eprintln!("--callgrind CASE N: CASE is one of {cases:?}");
             std::process::exit(2);
         };
-        let c = Case::new(case);
+        let c = Case::new(case, &shared);
         let took = measured(&c, n);
         println!("{case}: {n} requests in {took:?}");
         println!("record after: {}", record_after(&c));
@@ -275,7 +284,7 @@ fn main() {
 
     if args.iter().any(|a| a == "--quick") {
         for &name in &cases {
-            let c = Case::new(name);
+            let c = Case::new(name, &shared);
             let n = 500;
             let took = c.requests(n);
             println!(
@@ -290,7 +299,7 @@ fn main() {
     {
         let mut group = criterion.benchmark_group("hot_path");
         for &name in &cases {
-            let c = Case::new(name);
+            let c = Case::new(name, &shared);
             group.bench_with_input(BenchmarkId::from_parameter(name), &c, |b, c| {
                 b.iter_custom(|iters| c.requests(iters))
             });
