@@ -160,9 +160,35 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
         wasm_override,
         skip_file_checks: true,
     };
-    bootstrap::load(config, &load).context("valid for Envoy, but failover-host cannot run it")?;
+    let b = bootstrap::load(config, &load).context("valid for Envoy, but failover-host cannot run it")?;
+    // The failover filter's own config check, natively (the same parser as in the .wasm), with
+    // the environment the VM would get. Other modules' configs are theirs to judge.
+    for plugin in b.listeners.iter().flat_map(|l| &l.wasm_filters).chain(&b.services) {
+        if is_failover_filter(&plugin.code) {
+            let env = |name: &str| {
+                plugin
+                    .environment
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            failover_filter::config::Config::parse(&plugin.configuration, &env)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.config_path))?;
+        }
+    }
     println!("configuration '{}' OK", config.display());
     Ok(())
+}
+
+/// True for the embedded filter or a file that looks like its build output.
+fn is_failover_filter(code: &WasmSource) -> bool {
+    match code {
+        WasmSource::Embedded => true,
+        WasmSource::File(path) => path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("failover")),
+        WasmSource::Inline(_) => false,
+    }
 }
 
 fn serve(config: PathBuf, load: LoadOptions, opts: ServeOptions) -> anyhow::Result<()> {
