@@ -446,3 +446,108 @@ pub async fn mock_upstream(name: &str, schedule: mock::Schedule) -> mock::MockUp
     .await
     .expect("spawn mock upstream")
 }
+
+// ===== helpers for the hardening suites (faults, soak, state_kill, security, bad_input) =====
+
+impl Host {
+    /// The host's process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The host's resident set size in KiB; `None` once the process is gone.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// `VmRSS` of a process in KiB, read from `/proc/PID/status` (Linux); `None` when unreadable.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Runs `failover-host` with `args` until it exits (killed after `limit`): its exit status
+/// (`None` if it had to be killed) and everything it printed. For start-up errors.
+pub fn run_host_to_exit(
+    args: &[&std::ffi::OsStr],
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = Command::new(host_binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn failover-host");
+    let readers: Vec<_> = [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut s| {
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+            out.push_str(&String::from_utf8_lossy(&buf));
+            out
+        })
+    })
+    .collect();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let output = readers
+        .into_iter()
+        .filter_map(|r| r.join().ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (status, output)
+}
+
+/// Writes `bytes` on a fresh TCP connection and reads until the peer closes or `limit` passes:
+/// for requests no well-behaved client library would send (invalid UTF-8, broken framing).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        s.write_all(bytes).await.map_err(|e| format!("write: {e}"))?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                // A reset after (part of) an answer is still an answer.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        Ok(out)
+    };
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no close within {limit:?}")),
+    }
+}
