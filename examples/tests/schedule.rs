@@ -150,9 +150,13 @@ async fn flap_with_refuse_counts_refusals_at_entry() {
     let s = m.stats();
     assert!(s.down_transitions >= 1);
     assert!(s.down_transitions <= s.scheduled_down_transitions);
-    assert_eq!(
-        s.failed_answers, 0,
-        "refused connections never reach the handler"
+    // Refused connections never reach the handler; only a connection accepted just before the
+    // switch to `refuse` can be answered (closed) in that mode — and the client saw each of
+    // those as a failure too.
+    assert!(
+        s.failed_answers <= refused,
+        "handler failures {} > client-observed failures {refused}",
+        s.failed_answers
     );
 }
 
