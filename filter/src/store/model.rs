@@ -197,7 +197,21 @@ mod tests {
         vms: &'static [&'static [Op]],
         extra: fn(&Record, &[Seen]),
     ) {
+        shuttle_schedule_from(rules, first_cas, false, vms, extra);
+    }
+
+    /// Like [`shuttle_schedule`]; with `pre_create` the record exists before the VMs start.
+    fn shuttle_schedule_from(
+        rules: Rules,
+        first_cas: u32,
+        pre_create: bool,
+        vms: &'static [&'static [Op]],
+        extra: fn(&Record, &[Seen]),
+    ) {
         let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(rules, first_cas)));
+        if pre_create {
+            run_vm(&ModelStore(&*lock), &[Op::Create]);
+        }
         let handles: Vec<_> = vms
             .iter()
             .map(|ops| {
@@ -212,6 +226,7 @@ mod tests {
         let record = final_record(&*lock);
         check_books(&record, &seen);
         extra(&record, &seen);
+        assert_ne!(lock.with(|s| s.next_cas), 0, "the cas counter skips 0");
     }
 
     // Three VMs racing to create the record and insert the same endpoint, a fourth adding a
@@ -317,26 +332,13 @@ mod tests {
         // record is created first here, as in any process that has been running that long.)
         shuttle::check_pct(
             || {
-                let lock = shuttle::sync::Arc::new(shuttle::sync::Mutex::new(Inner::new(
+                shuttle_schedule_from(
                     Rules::Envoy,
                     u32::MAX - 3,
-                )));
-                run_vm(&ModelStore(&*lock), &[Op::Create]);
-                let handles: Vec<_> = SAME_AND_DIFFERENT_4
-                    .iter()
-                    .map(|ops| {
-                        let lock = lock.clone();
-                        shuttle::thread::spawn(move || run_vm(&ModelStore(&*lock), ops))
-                    })
-                    .collect();
-                let seen: Vec<Seen> = handles
-                    .into_iter()
-                    .map(|h| h.join().expect("vm thread"))
-                    .collect();
-                let record = final_record(&*lock);
-                check_books(&record, &seen);
-                a_counted_once_or_twice(&record, &seen);
-                assert_ne!(lock.with(|s| s.next_cas), 0, "the counter skips 0");
+                    true,
+                    SAME_AND_DIFFERENT_4,
+                    a_counted_once_or_twice,
+                )
             },
             2_000,
             3,
@@ -391,102 +393,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stress_8_threads_10000_reports_over_2_endpoints() {
-        for rules in [Rules::Envoy, Rules::Kong] {
-            let lock = Arc::new(std::sync::Mutex::new(Inner::new(rules, 1)));
-            let handles: Vec<_> = (0..8)
-                .map(|t| {
-                    let lock = lock.clone();
-                    std::thread::spawn(move || {
-                        let store = ModelStore(&*lock);
-                        let mut seen = Seen::default();
-                        for i in 0..10_000u32 {
-                            let op = if (i + t) % 2 == 0 {
-                                Op::Fail("main")
-                            } else {
-                                Op::Fail("spare")
-                            };
-                            let s = run_vm(&store, &[op]);
-                            seen.inserted += s.inserted;
-                        }
-                        seen
-                    })
-                })
-                .collect();
-            let seen: Vec<Seen> = handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .collect();
-            let record = final_record(&*lock);
-            assert_eq!(record.stats.total_failed, 2, "{rules:?}");
-            assert_eq!(record.queue.len(), 2);
-            check_books(&record, &seen);
-        }
-    }
-
-    #[test]
-    fn seed_ten_concurrent_adds_of_one_endpoint_count_one() {
-        let lock = Arc::new(std::sync::Mutex::new(Inner::new(Rules::Envoy, 1)));
-        let barrier = Arc::new(std::sync::Barrier::new(10));
-        let handles: Vec<_> = (0..10)
-            .map(|_| {
-                let (lock, barrier) = (lock.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    run_vm(&ModelStore(&*lock), &[Op::Fail("only")])
-                })
-            })
-            .collect();
-        let seen: Vec<Seen> = handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect();
-        let record = final_record(&*lock);
-        assert_eq!(record.stats.total_failed, 1);
-        check_books(&record, &seen);
-    }
-
-    #[test]
-    fn seed_ten_concurrent_distinct_adds_count_ten() {
-        const NAMES: [&str; 10] = ["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
-        let lock = Arc::new(std::sync::Mutex::new(Inner::new(Rules::Envoy, 1)));
-        let barrier = Arc::new(std::sync::Barrier::new(10));
-        let handles: Vec<_> = NAMES
-            .iter()
-            .map(|name| {
-                let (lock, barrier) = (lock.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    run_vm(&ModelStore(&*lock), &[Op::Fail(name)])
-                })
-            })
-            .collect();
-        let seen: Vec<Seen> = handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect();
-        let record = final_record(&*lock);
-        assert_eq!(record.stats.total_failed, 10);
-        check_books(&record, &seen);
-    }
-
-    #[test]
-    fn seed_concurrent_add_and_remove_stay_consistent() {
-        let lock = Arc::new(std::sync::Mutex::new(Inner::new(Rules::Envoy, 1)));
-        let handles: Vec<_> = (0..6)
+    /// Runs `threads` OS threads, each one VM doing `ops(thread)` `rounds` times through the
+    /// CAS loop after a common start barrier; returns the final record and what each VM saw.
+    fn on_threads(
+        rules: Rules,
+        threads: usize,
+        rounds: usize,
+        ops: fn(usize, usize) -> Op,
+    ) -> (Record, Vec<Seen>) {
+        let lock = Arc::new(std::sync::Mutex::new(Inner::new(rules, 1)));
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let lock = lock.clone();
+                let (lock, barrier) = (lock.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     let store = ModelStore(&*lock);
+                    barrier.wait();
                     let mut total = Seen::default();
-                    for _ in 0..500 {
-                        let op = if t % 2 == 0 {
-                            Op::Fail("x")
-                        } else {
-                            Op::Recover("x")
-                        };
-                        let s = run_vm(&store, &[op]);
+                    for i in 0..rounds {
+                        let s = run_vm(&store, &[ops(t, i)]);
                         total.inserted += s.inserted;
                         total.recovered += s.recovered;
                     }
@@ -498,7 +423,54 @@ mod tests {
             .into_iter()
             .map(|h| h.join().expect("thread"))
             .collect();
-        check_books(&final_record(&*lock), &seen);
+        (final_record(&*lock), seen)
+    }
+
+    #[test]
+    fn stress_8_threads_10000_reports_over_2_endpoints() {
+        for rules in [Rules::Envoy, Rules::Kong] {
+            let (record, seen) = on_threads(rules, 8, 10_000, |t, i| {
+                if (i + t) % 2 == 0 {
+                    Op::Fail("main")
+                } else {
+                    Op::Fail("spare")
+                }
+            });
+            assert_eq!(record.stats.total_failed, 2, "{rules:?}");
+            assert_eq!(record.queue.len(), 2);
+            check_books(&record, &seen);
+        }
+    }
+
+    #[test]
+    fn seed_ten_concurrent_adds_of_one_endpoint_count_one() {
+        let (record, seen) = on_threads(Rules::Envoy, 10, 1, |_, _| Op::Fail("only"));
+        assert_eq!(record.stats.total_failed, 1);
+        check_books(&record, &seen);
+    }
+
+    #[test]
+    fn seed_ten_concurrent_distinct_adds_count_ten() {
+        const NAMES: [&str; 10] = ["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
+        let (record, seen) = on_threads(Rules::Envoy, 10, 1, |t, _| Op::Fail(NAMES[t]));
+        assert_eq!(record.stats.total_failed, 10);
+        check_books(&record, &seen);
+    }
+
+    #[test]
+    fn seed_concurrent_add_and_remove_stay_consistent() {
+        let (record, seen) = on_threads(Rules::Envoy, 6, 500, |t, _| {
+            if t % 2 == 0 {
+                Op::Fail("x")
+            } else {
+                Op::Recover("x")
+            }
+        });
+        check_books(&record, &seen);
+        assert!(
+            seen.iter().map(|s| s.recovered).sum::<u64>() > 0,
+            "the interleaving exercised removals"
+        );
     }
 
     #[test]
