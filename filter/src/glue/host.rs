@@ -82,7 +82,7 @@ impl Metric {
 
 /// The filter's Envoy stats. Counters are incremented only by the VM whose write made the
 /// change, so summed over VMs they count each event once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     /// Every failure observed (each request × endpoint once).
     pub failures_observed: Metric,
@@ -98,11 +98,23 @@ pub struct Metrics {
     pub checks: Metric,
     /// Requests answered 503 because every endpoint was parked.
     pub rejected: Metric,
+    /// Per endpoint, in config order.
+    pub endpoints: Vec<EndpointMetrics>,
+}
+
+/// One endpoint's stats: `failover.endpoint.<name>.{parked,failures}`.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointMetrics {
+    /// 1 while parked, 0 otherwise (set by the VM whose write changed the record).
+    pub parked: Metric,
+    /// Failures observed (each request × endpoint once).
+    pub failures: Metric,
 }
 
 impl Metrics {
-    /// Defines them all (in `on_configure`: not allowed earlier).
-    pub fn define() -> Self {
+    /// Defines them all (in `on_configure`: not allowed earlier). Endpoint names are validated
+    /// (`[A-Za-z0-9._-]`), so they are safe in stat names.
+    pub fn define<'a>(endpoint_names: impl Iterator<Item = &'a str>) -> Self {
         Self {
             failures_observed: Metric::define(MetricType::Counter, "failover.failures_observed"),
             queue_insertions: Metric::define(MetricType::Counter, "failover.queue_insertions"),
@@ -111,6 +123,18 @@ impl Metrics {
             failovers: Metric::define(MetricType::Counter, "failover.failovers"),
             checks: Metric::define(MetricType::Counter, "failover.verifier_checks"),
             rejected: Metric::define(MetricType::Counter, "failover.rejected"),
+            endpoints: endpoint_names
+                .map(|name| EndpointMetrics {
+                    parked: Metric::define(
+                        MetricType::Gauge,
+                        &format!("failover.endpoint.{name}.parked"),
+                    ),
+                    failures: Metric::define(
+                        MetricType::Counter,
+                        &format!("failover.endpoint.{name}.failures"),
+                    ),
+                })
+                .collect(),
         }
     }
 }

@@ -54,7 +54,7 @@ impl Plugin {
                     );
                 }
                 if up.written {
-                    self.metrics.queue_size.set(up.record.queue.len() as u64);
+                    self.publish_gauges(&up.record);
                 }
                 Some(up)
             }
@@ -62,6 +62,14 @@ impl Plugin {
                 error!("[{}] {what}: {e}", self.label);
                 None
             }
+        }
+    }
+
+    /// Sets the gauges from a record this VM just wrote (or read at start-up).
+    pub fn publish_gauges(&self, record: &Record) {
+        self.metrics.queue_size.set(record.queue.len() as u64);
+        for (e, m) in self.config.endpoints.iter().zip(&self.metrics.endpoints) {
+            m.parked.set(u64::from(record.is_queued(e.id.as_str())));
         }
     }
 
@@ -78,6 +86,9 @@ impl Plugin {
         let reason = reason.to_string();
         let now = now_ms();
         self.metrics.failures_observed.inc();
+        if let Some(m) = self.metrics.endpoints.get(idx.get()) {
+            m.failures.inc();
+        }
         let failure = Failure {
             id,
             reason: &reason,

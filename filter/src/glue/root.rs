@@ -81,7 +81,7 @@ impl RootContext for FailoverRoot {
         };
         let seed = RandomState::new().hash_one((now_ms(), self.context_id));
         let plugin = Rc::new(Plugin {
-            metrics: Metrics::define(),
+            metrics: Metrics::define(config.endpoints.iter().map(|e| e.id.as_str())),
             cache: RefCell::new(RecordCache::default()),
             rng: RefCell::new(Rng::new(seed)),
             label: label.clone(),
@@ -93,7 +93,7 @@ impl RootContext for FailoverRoot {
             r.retain_endpoints(|k| plugin.config.index_of(k).is_some())
         });
         match &created {
-            Some(up) => plugin.metrics.queue_size.set(up.record.queue.len() as u64),
+            Some(up) => plugin.publish_gauges(&up.record),
             None => warn!(
                 "[{label}] the failure record could not be created yet; will retry on first use"
             ),
