@@ -3,7 +3,9 @@
 //! ```text
 //! load state file ─▶ HostShared ─▶ admin (/ready 503) ─▶ canary VM per plugin (main thread;
 //! on_configure false → start-up fails with the plugin's log lines) ─▶ bind listeners
-//! (SO_REUSEPORT, one socket per worker) ─▶ singleton WasmService thread ─▶ N worker threads
+//! (SO_REUSEPORT, one socket per worker) ─▶ "main" Wasm thread: each HTTP filter's main-thread
+//! VM (Envoy sets the filter's thread-local slot on the main thread too) and the singleton
+//! WasmService VMs ─▶ N worker threads
 //! (own current_thread runtime + LocalSet, own VMs, own pools) ─▶ /ready LIVE
 //! SIGHUP: re-read config, start a new generation with the same HostShared (same shared data,
 //!         so the failure queue survives), then drain the old one
@@ -156,10 +158,11 @@ fn start_generation(
         per_listener.push(socks);
     }
 
-    let singleton = if b.services.is_empty() {
+    let has_filters = b.listeners.iter().any(|l| !l.wasm_filters.is_empty());
+    let singleton = if b.services.is_empty() && !has_filters {
         None
     } else {
-        Some(spawn_singleton(b.clone(), shared.clone())?)
+        Some(spawn_main_wasm(b.clone(), shared.clone())?)
     };
     let mut workers = Vec::new();
     for i in 0..n {
@@ -298,8 +301,10 @@ fn spawn_worker(
     })
 }
 
-fn spawn_singleton(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, StartError> {
-    spawn_thread("wasm-singleton".into(), move |started, mut stop| {
+/// The thread with Envoy's main-thread VMs: one per HTTP filter (as on a worker, but it never
+/// sees a request; it ticks) and the singleton WasmServices.
+fn spawn_main_wasm(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, StartError> {
+    spawn_thread("wasm-main".into(), move |started, mut stop| {
         local_runtime(&started, async {
             let clusters = match Clusters::new(&b.clusters) {
                 Ok(c) => c,
@@ -310,9 +315,15 @@ fn spawn_singleton(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, Star
             };
             clusters.start_dns();
             let mut vms = Vec::new();
-            for p in &b.services {
+            let main_filters = b
+                .listeners
+                .iter()
+                .flat_map(|l| l.wasm_filters.iter())
+                .map(|p| (p, VmRole::Main));
+            let services = b.services.iter().map(|p| (p, VmRole::Singleton));
+            for (p, role) in main_filters.chain(services) {
                 let cm: Rc<dyn ClusterManager> = clusters.clone();
-                match PluginVm::start(&shared, &plugin_spec(p), VmRole::Singleton, cm) {
+                match PluginVm::start(&shared, &plugin_spec(p), role, cm) {
                     Ok(vm) => vms.push(vm),
                     Err(e) => {
                         let _ = started.send(Err(format!(

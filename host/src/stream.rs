@@ -26,8 +26,11 @@
 //! Every callback a host call causes (a local reply, a resume, an HTTP-call answer) is acted on
 //! here, after the guest call returned — never re-entered.
 //!
-//! Known simplification: while a filter holds the request or response *headers* (Pause), the
-//! body is not fed to it until it resumes (Envoy would keep feeding the body to that filter).
+//! A Pause from a *headers* callback is Envoy's `StopAllIterationAndWatermark` for ABI 0.2.x
+//! (proxy-wasm-cpp-host `convertVmCallResultToFilterHeadersStatus`, unless the plugin sets
+//! `allow_on_headers_stop_iteration`): no body or trailers callback for that direction reaches
+//! any filter until the headers are continued; the body waits (here: it is not read, so
+//! back-pressure does what Envoy's watermark does) and then flows on.
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -12,6 +12,7 @@
 //!   proxy_on_configure(root, |plugin config|)  false → VmError::ConfigureRejected (with logs)
 //! PluginVm::new_stream → HttpStream (proxy_on_context_create(ctx, root)); driven by crate::stream
 //! timers / dispatch_http_call → tasks on the worker's LocalSet, delivered between guest calls
+//!   (HTTP-call answers on the root context, as in Envoy; the SDK routes them on)
 //! PluginVm::shutdown → proxy_on_done(root), proxy_on_delete(root), timers stopped
 //! ```
 //!
@@ -250,6 +251,11 @@ pub enum VmRole {
     Canary,
     /// The VM of worker thread N.
     Worker(usize),
+    /// The HTTP filter's VM on the main thread. Envoy sets the filter's thread-local slot on
+    /// every worker *and* on the main thread, so each HTTP filter also has a VM there: it runs
+    /// `on_vm_start`, `on_configure` and its ticks (and may dispatch HTTP calls), but never sees
+    /// a request.
+    Main,
     /// The singleton WasmService VM.
     Singleton,
 }
@@ -259,6 +265,7 @@ impl fmt::Display for VmRole {
         match self {
             VmRole::Canary => write!(f, "canary"),
             VmRole::Worker(n) => write!(f, "worker {n}"),
+            VmRole::Main => write!(f, "main"),
             VmRole::Singleton => write!(f, "singleton"),
         }
     }
@@ -489,10 +496,21 @@ impl PluginVm {
                 message: format!("{e:#}"),
             })?;
         let memory = instance.get_memory(&mut store, "memory");
+        // Envoy (cpp-host `WasmBase::getFunctions`) takes `malloc` first and falls back to
+        // `proxy_on_memory_allocate`.
         let alloc = instance
-            .get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate")
-            .or_else(|_| instance.get_typed_func::<u32, u32>(&mut store, "malloc"))
+            .get_typed_func::<u32, u32>(&mut store, "malloc")
+            .or_else(|_| {
+                instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate")
+            })
             .ok();
+        if alloc.is_none() {
+            // Envoy refuses such a module when it loads it (cpp-host `getFunctions`).
+            return Err(VmError::Instantiate {
+                plugin,
+                message: "Wasm module is missing malloc function.".into(),
+            });
+        }
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
 
@@ -734,8 +752,14 @@ impl PluginVm {
         }
     }
 
-    /// Delivers a finished `dispatch_http_call` to the context that made it (0 headers when it
-    /// failed), with the response readable through the buffer/header calls during the callback.
+    /// Delivers a finished `dispatch_http_call` (0 headers when it failed), with the response
+    /// readable through the buffer/header calls during the callback.
+    ///
+    /// As in Envoy, every call belongs to the root context (cpp-host `http_call` runs
+    /// `httpCall` on `root_context()`): the callback gets the root context's id, with the root
+    /// as the effective context — the SDK switches to the HTTP context that dispatched it with
+    /// `proxy_set_effective_context` — and a call outlives the HTTP context that made it (the
+    /// answer still arrives; the SDK then finds no context for it and drops it).
     fn deliver_http_call(&self, token: u32, result: Result<CallResponse, CallError>) {
         if self.shut_down.get() || self.failed.get() {
             return;
@@ -744,7 +768,7 @@ impl PluginVm {
             .with_state(|s| s.pending_calls.remove(&token))
             .flatten()
         else {
-            return; // the context went away: Envoy cancels its calls
+            return; // the root context went away (shutdown): Envoy cancels its calls
         };
         let response = match result {
             Ok(r) => Some(r),
@@ -765,10 +789,10 @@ impl PluginVm {
             .unwrap_or((0, 0, 0));
         self.with_state(|s| s.http_call_result = Some(CallResult { response }));
         if let Some(f) = self.exports.on_http_call_response.clone() {
-            let ctx = context as i32;
+            let root = self.root_context_id as i32;
             let tok = token as i32;
-            let _ = self.call("proxy_on_http_call_response", context, |s| {
-                f.call(s, (ctx, tok, nh, nb, nt))
+            let _ = self.call("proxy_on_http_call_response", self.root_context_id, |s| {
+                f.call(s, (root, tok, nh, nb, nt))
             });
         }
         self.with_state(|s| s.http_call_result = None);
@@ -946,7 +970,8 @@ impl HttpStream {
         )
     }
 
-    /// `on_log`, `on_done`, `on_delete` (once), then forgets the context and its HTTP calls.
+    /// `on_log`, `on_done`, `on_delete` (once), then forgets the context (not its HTTP calls,
+    /// which belong to the root context, as in Envoy).
     pub fn finish(&self) {
         if self.finished.replace(true) {
             return;
@@ -964,9 +989,9 @@ impl HttpStream {
             }
         }
         let id = self.id;
+        // Its HTTP calls are the root context's (Envoy): they stay pending.
         self.vm.with_state(|s| {
             s.streams.remove(&id);
-            s.pending_calls.retain(|_, ctx| *ctx != id);
             if s.effective_context == id {
                 s.effective_context = s.root_context_id;
             }
@@ -995,5 +1020,6 @@ mod tests {
         assert_eq!(VmRole::Worker(2).to_string(), "worker 2");
         assert_eq!(VmRole::Canary.to_string(), "canary");
         assert_eq!(VmRole::Singleton.to_string(), "singleton");
+        assert_eq!(VmRole::Main.to_string(), "main");
     }
 }

@@ -9,10 +9,19 @@
 //! any other WASI function fails to load there; refusing it here too (see
 //! [`crate::vm::PluginVm::start`]) keeps "works in the host" meaning "works in Envoy".
 //!
-//! Behaviour: fd 1 → info log, fd 2 → error log, other fds EBADF; `fd_read` ENOSYS;
-//! `path_open` ENOENT and no preopens; no arguments; the environment is only the plugin's
+//! Behaviour (proxy-wasm-cpp-host `src/exports.cc`): fd 1 → info log, fd 2 → error log, other
+//! fds EBADF; `fd_read` ENOSYS; `fd_seek` and `fd_close` succeed (Envoy only traces them);
+//! `fd_fdstat_get` on fd 1/2 reports an all-zero fdstat with the `fd_write` right, EBADF
+//! elsewhere; `path_open` ENOENT and no preopens (`fd_prestat_get` EBADF,
+//! `fd_prestat_dir_name` ENOSYS); no arguments; the environment is only the plugin's
 //! `vm_config.environment_variables`; clocks realtime and monotonic only; `random_get` at most
-//! 64 KiB per call; `proc_exit` only logs.
+//! 64 KiB per call; `proc_exit` only traces and returns.
+//!
+//! While `_initialize`/`main` run, the calls every Envoy with the start-up restriction allows
+//! (cpp-host `66b3b7d` onwards) are allowed: `fd_write`, args, environ, `clock_time_get`,
+//! `random_get`, `fd_prestat_get`, `fd_prestat_dir_name`. The others trap
+//! ("restricted_callback") — `fd_fdstat_get` included, which only cpp-host `c4d7bb0`
+//! (Dec 2024) and later allow, so a module calling it at start-up fails in older Envoys.
 
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -32,7 +41,6 @@ const EINVAL: i32 = 28;
 const ENOENT: i32 = 44;
 const ENOSYS: i32 = 52;
 const ENOTSUP: i32 = 58;
-const ESPIPE: i32 = 70;
 
 /// Envoy's cap on one `random_get`.
 const MAX_RANDOM: u32 = 64 * 1024;
@@ -194,15 +202,25 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
         "fd_close",
         |caller: Caller<'_, HostState>, _fd: i32| -> wasmtime::Result<i32> {
             caller.data().check_not_restricted("fd_close")?;
-            Ok(EBADF)
+            // Envoy: `context->error("wasi_unstable fd_close")` (a trace line), then success.
+            tracing::trace!(vm = %caller.data().label, "wasi_unstable fd_close");
+            Ok(SUCCESS)
         },
     )?;
     linker.func_wrap(
         m,
         "fd_seek",
-        |caller: Caller<'_, HostState>, fd: i32, _: i64, _: i32, _: i32| -> wasmtime::Result<i32> {
+        |caller: Caller<'_, HostState>,
+         _fd: i32,
+         _: i64,
+         _: i32,
+         _: i32|
+         -> wasmtime::Result<i32> {
             caller.data().check_not_restricted("fd_seek")?;
-            Ok(if is_stdio(fd) { ESPIPE } else { EBADF })
+            // Envoy: `context->error("wasi_unstable fd_seek")` (a trace line), then success
+            // without writing the new offset.
+            tracing::trace!(vm = %caller.data().label, "wasi_unstable fd_seek");
+            Ok(SUCCESS)
         },
     )?;
     linker.func_wrap(
@@ -213,11 +231,10 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
             if !is_stdio(fd) {
                 return Ok(EBADF);
             }
-            // fdstat: u8 filetype (2 = character device), u16 flags (1 = append), u64 rights x2.
+            // Envoy's fdstat: all zero (filetype unknown, no flags) except the base rights,
+            // which hold only `fd_write` (64).
             let mut stat = [0u8; 24];
-            stat[0] = 2;
-            stat[2] = 1;
-            stat[8..16].copy_from_slice(&(1u64 << 6).to_le_bytes()); // fd_write
+            stat[8..16].copy_from_slice(&(1u64 << 6).to_le_bytes());
             memory::write(&mut caller, buf, &stat)?;
             Ok(SUCCESS)
         },
@@ -225,16 +242,17 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
     linker.func_wrap(
         m,
         "fd_prestat_get",
-        |caller: Caller<'_, HostState>, _fd: i32, _buf: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_prestat_get")?;
+        |_: Caller<'_, HostState>, _fd: i32, _buf: i32| -> wasmtime::Result<i32> {
+            // Allowed during start-up in every Envoy that restricts it (wasi-libc looks for
+            // preopens while initialising).
             Ok(EBADF)
         },
     )?;
     linker.func_wrap(
         m,
         "fd_prestat_dir_name",
-        |caller: Caller<'_, HostState>, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_prestat_dir_name")?;
+        |_: Caller<'_, HostState>, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+            // Allowed during start-up, like fd_prestat_get.
             Ok(ENOSYS)
         },
     )?;
@@ -259,12 +277,12 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
     linker.func_wrap(
         m,
         "proc_exit",
-        |mut caller: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
-            plugin_log(
-                caller.data_mut(),
-                4,
-                &format!("proc_exit({code}) called by the module"),
-            );
+        |caller: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
+            // Not in any Envoy's start-up allowlist.
+            caller.data().check_not_restricted("proc_exit")?;
+            // Envoy: `context->error("wasi_unstable proc_exit")` — a trace line, not a plugin
+            // log — and returns; the guest goes on (a Rust guest then hits `unreachable`).
+            tracing::trace!(vm = %caller.data().label, code, "wasi_unstable proc_exit");
             Ok(())
         },
     )?;

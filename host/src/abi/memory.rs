@@ -3,7 +3,8 @@
 //! Why one place: every host function reads arguments from and writes results into linear
 //! memory; doing the bounds checks once means a bad pointer is always a trap (never a host
 //! panic, never a silent partial write). Data the host returns is copied into memory the guest
-//! allocates with its `proxy_on_memory_allocate` export (the SDK frees it with `Vec::from_raw_parts`).
+//! allocates with its `malloc` export, else `proxy_on_memory_allocate` (Envoy's order; the Rust
+//! SDK exports the latter and frees the copy with `Vec::from_raw_parts`).
 
 use wasmtime::Caller;
 
@@ -102,17 +103,17 @@ pub(crate) fn write_u64(
     write(caller, ptr, &value.to_le_bytes())
 }
 
-/// Allocates `size` bytes in the guest through `proxy_on_memory_allocate`.
+/// Allocates `size` bytes in the guest through `malloc` or `proxy_on_memory_allocate`.
 fn allocate(caller: &mut Caller<'_, HostState>, size: u32) -> wasmtime::Result<u32> {
     let alloc = caller
         .data()
         .alloc
         .clone()
-        .ok_or_else(|| trap("the module exports no proxy_on_memory_allocate"))?;
+        .ok_or_else(|| trap("the module exports no malloc or proxy_on_memory_allocate"))?;
     let ptr = alloc.call(&mut *caller, size)?;
     if ptr == 0 {
         return Err(trap(format!(
-            "proxy_on_memory_allocate({size}) returned null"
+            "the module's allocator returned null for {size} bytes"
         )));
     }
     Ok(ptr)

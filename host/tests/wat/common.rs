@@ -79,6 +79,15 @@ pub fn module(body: &str) -> Vec<u8> {
     }
 }
 
+/// Like [`module`], with more imports (`extra`, WAT import lines) after the prelude's.
+pub fn module_with(extra: &str, body: &str) -> Vec<u8> {
+    let text = format!("(module {IMPORTS} {extra} {RUNTIME} {body})");
+    match wat::parse_str(&text) {
+        Ok(b) => b,
+        Err(e) => panic!("test WAT does not parse: {e}"),
+    }
+}
+
 /// A plugin spec for in-memory bytes.
 pub fn spec(name: &str, vm_id: &str, wasm: Vec<u8>) -> PluginSpec {
     PluginSpec {
