@@ -20,10 +20,22 @@ fn main() {
         return;
     }
 
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.parent().expect("host/ lives inside the workspace").to_path_buf();
-    for watched in ["filter/src", "filter/Cargo.toml", "Cargo.lock", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ lives inside the workspace")
+        .to_path_buf();
+    for watched in [
+        "filter/src",
+        "filter/Cargo.toml",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -32,7 +44,15 @@ fn main() {
     let target_dir = workspace.join("target").join("wasm-filter");
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "-p", "failover-filter", "--lib", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "failover-filter",
+            "--lib",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     // The outer build's flags and target settings are for the host, not for the module.
@@ -48,14 +68,22 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("could not run `{cargo}` to build the filter: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("could not run `{cargo}` to build the filter: {e}"));
     if !status.success() {
         panic!("building failover-filter for {TARGET} failed (see the errors above)");
     }
 
-    let wasm = target_dir.join(TARGET).join("release").join("failover_filter.wasm");
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("failover_filter.wasm");
     if !wasm.exists() {
-        panic!("the filter build succeeded but {} is missing", wasm.display());
+        panic!(
+            "the filter build succeeded but {} is missing",
+            wasm.display()
+        );
     }
     println!("cargo:rustc-env=FAILOVER_FILTER_WASM={}", wasm.display());
 }
