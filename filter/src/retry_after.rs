@@ -94,10 +94,11 @@ pub fn parse_rfc3339_ms(v: &str) -> Option<u64> {
         let (c, off) = time.split_at(pos);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (oh, om) = off[1..].split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
-        )
+        let (oh, om) = (oh.parse::<i64>().ok()?, om.parse::<i64>().ok()?);
+        if !(0..=23).contains(&oh) || !(0..=59).contains(&om) {
+            return None;
+        }
+        (c, sign * (oh * 60 + om))
     };
     let (whole, frac) = clock.split_once('.').unwrap_or((clock, ""));
     let (h, m, s) = hms(whole)?;
@@ -171,7 +172,9 @@ fn month_number(name: &str) -> Option<u32> {
 
 /// Civil date to ms since the epoch (Howard Hinnant's days-from-civil).
 fn epoch_ms(year: i64, month: u32, day: u32, h: u32, m: u32, s: u32, ms: u64) -> Option<u64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+    // Years past 9999 are not dates any header means; refusing them also keeps the
+    // arithmetic below far from overflow.
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
         return None;
     }
     let y = if month <= 2 { year - 1 } else { year };
@@ -266,6 +269,15 @@ mod tests {
         }
         assert_eq!(parse_go_duration_ms("5x"), None);
         assert_eq!(parse_rfc3339_ms("2023-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("300000000000-1-1T0:0:0Z"), None);
+        assert_eq!(
+            parse_rfc3339_ms("1970-01-01T00:00:00-99999999999999:00"),
+            None
+        );
+        assert_eq!(
+            parse_http_date_ms("Sun, 06 Nov 9223372036854775807 08:49:37 GMT"),
+            None
+        );
         assert_eq!(
             deadline_ms(429, &h(&[("retry-after", "99999999999")]), NOW),
             Some(NOW + MAX_DELAY_MS)
