@@ -126,7 +126,8 @@ async fn status_page_answers_only_allow_from() {
     );
     let host = Host::start(&Setup::new(plugin, &[("a", a.addr())])).await;
 
-    let attempts: [(&str, &str, &[(&str, &str)]); 6] = [
+    type Attempt<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let attempts: [Attempt; 6] = [
         ("GET", "/failover/status", &[]),
         ("GET", "/failover/status?format=json", &[]),
         ("HEAD", "/failover/status", &[]),
