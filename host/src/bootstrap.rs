@@ -689,6 +689,17 @@ impl Resolver<'_> {
         }
         let mut environment = Vec::new();
         if let Some(env) = vm.environment_variables {
+            // Envoy (`WasmConfig`): every key once across key_values and host_env_keys.
+            let mut seen: std::collections::HashSet<&str> =
+                env.key_values.keys().map(|k| k.as_str()).collect();
+            for key in &env.host_env_keys {
+                if !seen.insert(key.as_str()) {
+                    return Err(self.err(
+                        format!("{path}.vm_config.environment_variables"),
+                        format!("Key {key} is duplicated in environment_variables; all the keys must be unique"),
+                    ));
+                }
+            }
             for key in env.host_env_keys {
                 if let Ok(v) = std::env::var(&key) {
                     environment.push((key, v));

@@ -6,7 +6,7 @@
 //!   load module (compiled once per distinct code, cached by content)
 //!   refuse: no proxy_abi_version_0_2_1 export / any import Envoy does not provide
 //!   instantiate (fresh Store per VM)
-//!   _initialize (+ main) or _start      only proxy_log + WASI clock/random/environ/args/fd_write
+//!   _initialize (+ main) or _start      only proxy_log + WASI clock/random/environ/args/fd_write/fd_prestat_*
 //!   proxy_on_context_create(root, 0)
 //!   proxy_on_vm_start(root, |vm config|)       false → VmError::VmStartRejected
 //!   proxy_on_configure(root, |plugin config|)  false → VmError::ConfigureRejected (with logs)

@@ -344,11 +344,13 @@ async fn http_call_answer_arrives_on_the_root_context_after_the_stream_ended() {
                 Ok(vm) => vm,
                 Err(e) => panic!("{e}"),
             };
-            let resp =
-                run_filter_chain(&[vm.clone()], downstream(), request(full("")), |_| async {
-                    upstream(full("ok"))
-                })
-                .await;
+            let resp = run_filter_chain(
+                std::slice::from_ref(&vm),
+                downstream(),
+                request(full("")),
+                |_| async { upstream(full("ok")) },
+            )
+            .await;
             let _ = resp.into_body().collect().await;
             assert!(
                 eventually(|| metric(&shared, "delete") == 1).await,
@@ -658,4 +660,256 @@ fn server_starts_canary_workers_main_thread_and_singleton_vms() {
         ],
         "[configured_f, configured_s, ticking_f, ticking_s, vm_start]"
     );
+}
+
+// ===== linking (L5–L7) =====
+
+/// Envoy's 15 WASI functions (Envoy ≥ 1.21) with their preview1 signatures.
+const WASI_15: [(&str, &str); 15] = [
+    ("args_get", "(param i32 i32) (result i32)"),
+    ("args_sizes_get", "(param i32 i32) (result i32)"),
+    ("clock_time_get", "(param i32 i64 i32) (result i32)"),
+    ("environ_get", "(param i32 i32) (result i32)"),
+    ("environ_sizes_get", "(param i32 i32) (result i32)"),
+    ("fd_close", "(param i32) (result i32)"),
+    ("fd_fdstat_get", "(param i32 i32) (result i32)"),
+    ("fd_prestat_dir_name", "(param i32 i32 i32) (result i32)"),
+    ("fd_prestat_get", "(param i32 i32) (result i32)"),
+    ("fd_read", "(param i32 i32 i32 i32) (result i32)"),
+    ("fd_seek", "(param i32 i64 i32 i32) (result i32)"),
+    ("fd_write", "(param i32 i32 i32 i32) (result i32)"),
+    (
+        "path_open",
+        "(param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)",
+    ),
+    ("proc_exit", "(param i32)"),
+    ("random_get", "(param i32 i32) (result i32)"),
+];
+
+fn bare_module(imports: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module {imports} (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+             (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_fifteen_wasi_functions_link_under_both_names_and_newer_ones_do_not() {
+    let shared = HostShared::new().unwrap();
+    let mut imports = String::new();
+    for m in ["wasi_snapshot_preview1", "wasi_unstable"] {
+        for (name, sig) in WASI_15 {
+            imports.push_str(&format!(r#"(import "{m}" "{name}" (func {sig}))"#));
+        }
+    }
+    if let Err(e) = start(
+        &shared,
+        &spec("p", "vm", bare_module(&imports)),
+        FakeClusters::none(),
+    ) {
+        panic!("{e}");
+    }
+    // Envoy ≥ 1.33 only: refused, so a module that starts here starts in every Envoy ≥ 1.21.
+    for (name, sig) in [
+        ("fd_fdstat_set_flags", "(param i32 i32) (result i32)"),
+        ("sched_yield", "(result i32)"),
+        ("poll_oneoff", "(param i32 i32 i32 i32) (result i32)"),
+    ] {
+        let m = bare_module(&format!(
+            r#"(import "wasi_snapshot_preview1" "{name}" (func {sig}))"#
+        ));
+        match start(&shared, &spec("p", "vm", m), FakeClusters::none()) {
+            Err(VmError::MissingImport { import, .. }) => {
+                assert_eq!(import, format!("wasi_snapshot_preview1.{name}"))
+            }
+            other => panic!("{name}: expected MissingImport, got {:?}", other.err()),
+        }
+    }
+}
+
+// ===== dispatch_http_call arguments (H4), statuses (T2), shared data (S8) =====
+
+#[test]
+fn dispatch_http_call_timeout_of_2_pow_31_ms_or_more_is_bad_argument() {
+    let h = call_headers();
+    let wasm = module(&format!(
+        r#"
+        (data (i32.const 0) "c1")
+        (data (i32.const 200) "{h}")
+        (func $call (param $timeout i32) (result i32)
+          (call $http_call (i32.const 0) (i32.const 2) (i32.const 200) (i32.const {hlen}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (local.get $timeout) (i32.const 2000)))
+        (func (export "proxy_on_configure") (param i32 i32) (result i32)
+          (call $expect (call $call (i32.const -1)) (i32.const 2) (i32.const 0))
+          (call $expect (call $call (i32.const 0x80000000)) (i32.const 2) (i32.const 1))
+          (call $expect (call $call (i32.const 0x7fffffff)) (i32.const 0) (i32.const 2))
+          (call $expect (call $call (i32.const 0)) (i32.const 0) (i32.const 3))
+          (i32.eqz (global.get $failed)))
+        "#,
+        h = wat_bytes(&h),
+        hlen = h.len(),
+    ));
+    let shared = HostShared::new().unwrap();
+    // A canary starts no call, so no LocalSet is needed.
+    let clusters = FakeClusters::new(&["c1"], |_, _| Err(CallError::Timeout));
+    if let Err(e) = failover_host::vm::PluginVm::start(
+        &shared,
+        &spec("p", "vm", wasm),
+        failover_host::vm::VmRole::Canary,
+        clusters,
+    ) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn bad_guest_pointer_fails_the_vm() {
+    // Envoy answers INVALID_MEMORY_ACCESS (6), on which the Rust SDK panics (= trap): either way
+    // the VM is gone. The host traps directly and never hands out a 6.
+    let wasm = module(
+        r#"
+        (func (export "proxy_on_configure") (param i32 i32) (result i32)
+          (drop (call $get_shared (i32.const 0x7ffffff0) (i32.const 64) (i32.const 2000) (i32.const 2004) (i32.const 2008)))
+          (i32.const 1))
+        "#,
+    );
+    let shared = HostShared::new().unwrap();
+    let err = start(&shared, &spec("p", "vm", wasm), FakeClusters::none())
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, VmError::Trap { .. }), "{err}");
+}
+
+#[test]
+fn shared_data_values_have_no_size_limit() {
+    // 60 000 bytes of linear memory (whatever is there) under one key.
+    let wasm = module(
+        r#"
+        (data (i32.const 900) "big")
+        (func (export "proxy_on_configure") (param i32 i32) (result i32)
+          (call $expect (call $set_shared (i32.const 900) (i32.const 3) (i32.const 0) (i32.const 60000) (i32.const 0)) (i32.const 0) (i32.const 0))
+          (call $expect (call $get_shared (i32.const 900) (i32.const 3) (i32.const 2000) (i32.const 2004) (i32.const 2008)) (i32.const 0) (i32.const 1))
+          (call $expect (i32.eq (i32.load (i32.const 2004)) (i32.const 60000)) (i32.const 1) (i32.const 2))
+          (i32.eqz (global.get $failed)))
+        "#,
+    );
+    let shared = HostShared::new().unwrap();
+    if let Err(e) = start(&shared, &spec("p", "vm", wasm), FakeClusters::none()) {
+        panic!("{e}");
+    }
+    let (value, _) = shared.shared_data().get("vm", "big").unwrap();
+    assert_eq!(value.len(), 60_000);
+}
+
+// ===== send_http_response after the response started (H8) =====
+
+#[tokio::test(flavor = "current_thread")]
+async fn send_http_response_after_response_headers_went_downstream_resets_the_stream() {
+    init_logs();
+    let wasm = module(
+        r#"
+        (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+          (drop (call $send_local (i32.const 500) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+          (i32.const 0))
+        "#,
+    );
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let shared = HostShared::new().unwrap();
+            let vm = match start(&shared, &spec("p", "vm", wasm), FakeClusters::none()) {
+                Ok(vm) => vm,
+                Err(e) => panic!("{e}"),
+            };
+            let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_| async {
+                upstream(chunked(["a", "b", "c"]))
+            })
+            .await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "the upstream's headers already went out"
+            );
+            let body = resp.into_body().collect().await;
+            assert!(
+                body.is_err(),
+                "all Envoy can do now is reset the stream: {:?}",
+                body.map(|b| b.to_bytes())
+            );
+        })
+        .await;
+}
+
+// ===== environment (L12) =====
+
+#[test]
+fn environment_keys_must_be_unique_and_missing_host_keys_are_skipped() {
+    use failover_host::bootstrap::{parse, LoadOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let wasm_path = dir.path().join("counter.wasm");
+    std::fs::write(&wasm_path, module(VM_COUNTER)).unwrap();
+    let yaml_path = dir.path().join("envoy.yaml");
+    let with_env = |env: &str| {
+        vm_counter_bootstrap(&wasm_path).replacen(
+            "                  vm_id: counter\n",
+            &format!("                  vm_id: counter\n                  environment_variables: {env}\n"),
+            1,
+        )
+    };
+    // The variable is surely not set: Envoy skips it without an error.
+    let ok = with_env(
+        r#"{ key_values: { A: "1" }, host_env_keys: [FAILOVER_FIDELITY_UNSET_VARIABLE] }"#,
+    );
+    match parse(&yaml_path, &ok, &LoadOptions::default()) {
+        Ok(b) => assert_eq!(
+            b.listeners[0].wasm_filters[0].environment,
+            vec![("A".to_string(), "1".to_string())]
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    let dup = with_env(r#"{ key_values: { A: "1" }, host_env_keys: [A] }"#);
+    let err = parse(&yaml_path, &dup, &LoadOptions::default())
+        .expect_err("a duplicated key is a config error in Envoy");
+    assert!(err.to_string().contains("duplicated"), "{err}");
+}
+
+// ===== routing sees the headers the filters left (H1) =====
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_header_set_in_on_request_headers_reaches_the_router() {
+    // Envoy clears the route cache after a 0.2.1 module changes request headers, so a
+    // `cluster_header` route sees the new value; the host routes after the filters ran.
+    init_logs();
+    let wasm = module(
+        r#"
+        (data (i32.const 0) "x-pickbeta")
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (call $expect (call $replace_header (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 6) (i32.const 4)) (i32.const 0) (i32.const 0))
+          (i32.const 0))
+        "#,
+    );
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let shared = HostShared::new().unwrap();
+            let vm = match start(&shared, &spec("p", "vm", wasm), FakeClusters::none()) {
+                Ok(vm) => vm,
+                Err(e) => panic!("{e}"),
+            };
+            let mut req = request(full(""));
+            req.headers_mut()
+                .insert("x-pick", http::HeaderValue::from_static("alpha"));
+            let seen = Rc::new(std::cell::RefCell::new(None));
+            let s = seen.clone();
+            let resp = run_filter_chain(&[vm], downstream(), req, move |req| async move {
+                *s.borrow_mut() = req.headers().get("x-pick").cloned();
+                upstream(full("ok"))
+            })
+            .await;
+            let _ = resp.into_body().collect().await;
+            assert_eq!(
+                seen.borrow().as_ref().and_then(|v| v.to_str().ok()),
+                Some("beta")
+            );
+        })
+        .await;
 }

@@ -1,7 +1,7 @@
 //! Outgoing calls: `proxy_http_call` (dispatch_http_call) and the gRPC functions.
 //!
-//! `proxy_http_call` checks its arguments (unknown cluster or a missing `:method`, `:path` or
-//! `:authority` → BAD_ARGUMENT), hands out a token, and records the call; the VM starts it after
+//! `proxy_http_call` checks its arguments (a timeout of 2^31 ms or more, an unknown cluster, or a
+//! missing `:method`, `:path` or `:authority` → BAD_ARGUMENT, as Envoy's `Context::httpCall`), hands out a token, and records the call; the VM starts it after
 //! the current guest call returns and later delivers `proxy_on_http_call_response` to the
 //! context that dispatched it — never from inside a host call.
 //!
@@ -46,6 +46,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ) else {
                 return Ok(Status::BadArgument.code());
             };
+            // Envoy takes the timeout as a signed int: 2^31 ms and more is BAD_ARGUMENT.
+            if timeout_ms < 0 {
+                return Ok(Status::BadArgument.code());
+            }
             if !caller.data().clusters.has_cluster(&cluster) {
                 tracing::debug!(cluster = %cluster, "dispatch_http_call to an unknown cluster");
                 return Ok(Status::BadArgument.code());
