@@ -162,7 +162,9 @@ impl Record {
         // Only an object is ours: serde would also accept a JSON array as the struct's fields
         // in order, so `[]` written by someone else would read as an empty record.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(serde::de::Error::custom("the shared record is not a JSON object"));
+            return Err(serde::de::Error::custom(
+                "the shared record is not a JSON object",
+            ));
         }
         serde_json::from_slice(bytes)
     }
