@@ -46,7 +46,11 @@ async fn refusing_and_mid_body_resetting_endpoints_under_load() {
     merge(&mut plugin, quiet_verifier());
     let host = Host::start(&Setup::new(
         plugin,
-        &[("refusing", refusing.addr()), ("resetting", resetting.addr()), ("good", good.addr())],
+        &[
+            ("refusing", refusing.addr()),
+            ("resetting", resetting.addr()),
+            ("good", good.addr()),
+        ],
     ))
     .await;
 
@@ -85,10 +89,22 @@ async fn refusing_and_mid_body_resetting_endpoints_under_load() {
         "the resetting endpoint got {routed_to_resetting} requests: it was not parked when its \
          first answer broke off ({report})\n{status:#}"
     );
-    assert_eq!(report.by_name.get("good").copied(), Some(report.ok), "{report}");
+    assert_eq!(
+        report.by_name.get("good").copied(),
+        Some(report.ok),
+        "{report}"
+    );
     assert_eq!(stat(&status, "total_failed"), 2, "{status:#}");
-    assert!(is_parked(&status, "refusing") && is_parked(&status, "resetting"), "{status:#}");
-    assert_eq!(host.count_lines(&["added to failure queue"]), 2, "{}", host.logs());
+    assert!(
+        is_parked(&status, "refusing") && is_parked(&status, "resetting"),
+        "{status:#}"
+    );
+    assert_eq!(
+        host.count_lines(&["added to failure queue"]),
+        2,
+        "{}",
+        host.logs()
+    );
 }
 
 /// The same shape with the three ways an endpoint can fail *before* its answer starts (refused
@@ -129,8 +145,16 @@ async fn failures_before_the_answer_starts_are_never_client_visible() {
         .await
         .expect("1000 requests within 60 s")
         .expect("load run");
-    assert_eq!((report.requests, report.ok, report.failed), (1000, 1000, 0), "{report}");
-    assert_eq!(report.by_name, BTreeMap::from([("good".to_string(), 1000)]), "{report}");
+    assert_eq!(
+        (report.requests, report.ok, report.failed),
+        (1000, 1000, 0),
+        "{report}"
+    );
+    assert_eq!(
+        report.by_name,
+        BTreeMap::from([("good".to_string(), 1000)]),
+        "{report}"
+    );
     // Every request carried its body to the endpoint that answered it, replays included.
     let g = good.stats();
     assert_eq!(g.requests_on("/v1/messages"), 1000);
@@ -139,14 +163,28 @@ async fn failures_before_the_answer_starts_are_never_client_visible() {
     let status = host.status().await;
     assert_eq!(stat(&status, "total_failed"), 3, "{status:#}");
     assert_eq!(status["queue_size"], 3, "{status:#}");
-    assert_eq!(host.count_lines(&["added to failure queue"]), 3, "{}", host.logs());
+    assert_eq!(
+        host.count_lines(&["added to failure queue"]),
+        3,
+        "{}",
+        host.logs()
+    );
     let before = (resetting.stats().requests, erroring.stats().requests);
     for _ in 0..50 {
-        let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+        let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+            .await
+            .expect("request");
         assert_eq!((a.status, a.header("x-mock-name")), (200, Some("good")));
-        assert_eq!(a.header("x-failover-tried"), None, "nothing to fail over from now");
+        assert_eq!(
+            a.header("x-failover-tried"),
+            None,
+            "nothing to fail over from now"
+        );
     }
-    assert_eq!(before, (resetting.stats().requests, erroring.stats().requests));
+    assert_eq!(
+        before,
+        (resetting.stats().requests, erroring.stats().requests)
+    );
 }
 
 /// Every endpoint fails: the client gets the last real upstream answer — the status and body of
@@ -164,10 +202,16 @@ async fn all_endpoints_failing_gives_the_last_real_answer_and_the_tried_list() {
     let c = mock_upstream("c", status_with_body(503, "from-c").into()).await;
     let mut plugin = plugin_config(&[("a", "a", "g1"), ("b", "b", "g2"), ("c", "c", "g3")]);
     merge(&mut plugin, quiet_verifier());
-    let host = Host::start(&Setup::new(plugin, &[("a", a.addr()), ("b", b.addr()), ("c", c.addr())])).await;
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("a", a.addr()), ("b", b.addr()), ("c", c.addr())],
+    ))
+    .await;
 
     // First request: a (router), then b and c (replays) — c's answer is the last real one.
-    let first = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+    let first = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
     assert_eq!(first.status, 503, "{}", first.text());
     assert!(first.text().contains("from-c"), "{}", first.text());
     assert_eq!(first.header("x-which"), Some("from-c"));
@@ -182,11 +226,16 @@ async fn all_endpoints_failing_gives_the_last_real_answer_and_the_tried_list() {
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let addr = host.listen;
-            tokio::spawn(async move { send(addr, "POST", "/v1/messages", &[], format!("{{\"n\":{i}}}")).await })
+            tokio::spawn(async move {
+                send(addr, "POST", "/v1/messages", &[], format!("{{\"n\":{i}}}")).await
+            })
         })
         .collect();
     for t in tasks {
-        let r = t.await.expect("task").expect("no hang, no broken connection");
+        let r = t
+            .await
+            .expect("task")
+            .expect("no hang, no broken connection");
         assert!(r.status >= 500, "{} {}", r.status, r.text());
         match r.header("x-mock-name") {
             Some(name) => {
@@ -197,7 +246,12 @@ async fn all_endpoints_failing_gives_the_last_real_answer_and_the_tried_list() {
                 );
                 assert!(r.text().contains(&format!("from-{name}")), "{}", r.text());
             }
-            None => assert!(r.text().contains("all_endpoints_parked"), "{} {}", r.status, r.text()),
+            None => assert!(
+                r.text().contains("all_endpoints_parked"),
+                "{} {}",
+                r.status,
+                r.text()
+            ),
         }
     }
     assert!(!host.logs().contains("panicked"), "{}", host.logs());
@@ -217,9 +271,20 @@ async fn refusing_endpoints_in_the_chain_still_give_an_answer_and_the_tried_list
     let c = mock_upstream("c", mock::FailMode::Refuse.into()).await;
     let mut plugin = plugin_config(&[("a", "a", "g1"), ("b", "b", "g2"), ("c", "c", "g3")]);
     merge(&mut plugin, quiet_verifier());
-    let host = Host::start(&Setup::new(plugin, &[("a", a.addr()), ("b", b.addr()), ("c", c.addr())])).await;
-    let r = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
-    assert_eq!(r.header("x-failover-tried"), Some("a, b, c"), "{}", r.text());
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("a", a.addr()), ("b", b.addr()), ("c", c.addr())],
+    ))
+    .await;
+    let r = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
+    assert_eq!(
+        r.header("x-failover-tried"),
+        Some("a, b, c"),
+        "{}",
+        r.text()
+    );
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("upstream connect error"), "{}", r.text());
     assert_eq!(stat(&host.status().await, "total_failed"), 3);
@@ -230,9 +295,20 @@ async fn refusing_endpoints_in_the_chain_still_give_an_answer_and_the_tried_list
     let b2 = mock_upstream("b2", mock::FailMode::status(502).into()).await;
     let mut plugin = plugin_config(&[("c2", "c2", "g1"), ("a2", "a2", "g2"), ("b2", "b2", "g3")]);
     merge(&mut plugin, quiet_verifier());
-    let host = Host::start(&Setup::new(plugin, &[("a2", a2.addr()), ("b2", b2.addr()), ("c2", c2.addr())])).await;
-    let r = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
-    assert_eq!((r.status, r.header("x-mock-name")), (502, Some("b2")), "{}", r.text());
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("a2", a2.addr()), ("b2", b2.addr()), ("c2", c2.addr())],
+    ))
+    .await;
+    let r = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
+    assert_eq!(
+        (r.status, r.header("x-mock-name")),
+        (502, Some("b2")),
+        "{}",
+        r.text()
+    );
     assert_eq!(r.header("x-failover-tried"), Some("c2, a2, b2"));
 }
 
@@ -253,29 +329,68 @@ async fn body_over_the_limit_is_passed_through_and_not_replayed() {
         &mut plugin,
         json!({"failover": {"max_request_bytes": 1024}, "failure": {"threshold": 1000}}),
     );
-    let host = Host::start(&Setup::new(plugin, &[("bad", bad.addr()), ("good", good.addr())])).await;
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("bad", bad.addr()), ("good", good.addr())],
+    ))
+    .await;
 
     let body_of = |n: usize| format!("{{\"pad\":\"{}\"}}", "x".repeat(n - 10));
     assert_eq!(body_of(1024).len(), 1024);
 
-    let over = send(host.listen, "POST", "/v1/messages", &[], body_of(1025)).await.expect("request");
-    assert_eq!((over.status, over.header("x-mock-name")), (503, Some("bad")), "{}", over.text());
+    let over = send(host.listen, "POST", "/v1/messages", &[], body_of(1025))
+        .await
+        .expect("request");
+    assert_eq!(
+        (over.status, over.header("x-mock-name")),
+        (503, Some("bad")),
+        "{}",
+        over.text()
+    );
     assert_eq!(over.header("x-failover-tried"), Some("bad"));
-    assert_eq!(good.stats().requests, 0, "a body over the limit was replayed");
-    assert_eq!(bad.stats().request_body_bytes, 1025, "the whole body reached the upstream");
+    assert_eq!(
+        good.stats().requests,
+        0,
+        "a body over the limit was replayed"
+    );
+    assert_eq!(
+        bad.stats().request_body_bytes,
+        1025,
+        "the whole body reached the upstream"
+    );
 
-    let big = send(host.listen, "POST", "/v1/messages", &[], body_of(64 * 1024)).await.expect("request");
+    let big = send(host.listen, "POST", "/v1/messages", &[], body_of(64 * 1024))
+        .await
+        .expect("request");
     assert_eq!((big.status, big.header("x-mock-name")), (503, Some("bad")));
-    assert_eq!(good.stats().requests, 0, "a body over the limit was replayed");
+    assert_eq!(
+        good.stats().requests,
+        0,
+        "a body over the limit was replayed"
+    );
 
-    let at_limit = send(host.listen, "POST", "/v1/messages", &[], body_of(1024)).await.expect("request");
-    assert_eq!((at_limit.status, at_limit.header("x-mock-name")), (200, Some("good")), "{}", at_limit.text());
+    let at_limit = send(host.listen, "POST", "/v1/messages", &[], body_of(1024))
+        .await
+        .expect("request");
+    assert_eq!(
+        (at_limit.status, at_limit.header("x-mock-name")),
+        (200, Some("good")),
+        "{}",
+        at_limit.text()
+    );
     assert_eq!(at_limit.header("x-failover-tried"), Some("bad, good"));
     let g = good.stats();
-    assert_eq!((g.requests, g.request_body_bytes), (1, 1024), "the replay carried the whole body");
+    assert_eq!(
+        (g.requests, g.request_body_bytes),
+        (1, 1024),
+        "the replay carried the whole body"
+    );
 
     let status = host.status().await;
-    assert_eq!(status["endpoints"][0]["strikes"], 3, "every failure was recorded: {status:#}");
+    assert_eq!(
+        status["endpoints"][0]["strikes"], 3,
+        "every failure was recorded: {status:#}"
+    );
     assert_eq!(host.stat("failover.failovers").await, 1);
 }
 
@@ -288,7 +403,11 @@ async fn a_client_supplied_route_header_never_selects_the_upstream() {
     let mut plugin = plugin_config(&[("good", "good", "primary")]);
     merge(&mut plugin, quiet_verifier());
     // `internal` is a cluster the proxy knows but the plugin does not offer.
-    let host = Host::start(&Setup::new(plugin, &[("good", good.addr()), ("internal", secret.addr())])).await;
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("good", good.addr()), ("internal", secret.addr())],
+    ))
+    .await;
 
     for headers in [
         "x-failover-cluster: internal\r\n",
@@ -302,13 +421,24 @@ async fn a_client_supplied_route_header_never_selects_the_upstream() {
             "POST /v1/messages HTTP/1.1\r\nhost: failover.test\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
             BODY.len()
         );
-        let a = raw_request(host.listen, req.as_bytes()).await.expect("request");
-        assert_eq!((a.status, a.header("x-mock-name")), (200, Some("good")), "{headers:?}: {}", a.text());
+        let a = raw_request(host.listen, req.as_bytes())
+            .await
+            .expect("request");
+        assert_eq!(
+            (a.status, a.header("x-mock-name")),
+            (200, Some("good")),
+            "{headers:?}: {}",
+            a.text()
+        );
     }
     assert_eq!(secret.stats().requests, 0, "a client chose the upstream");
     // The route header the upstream sees is the filter's, exactly once.
     for r in good.requests() {
-        let values: Vec<_> = r.headers.iter().filter(|(k, _)| k == "x-failover-cluster").collect();
+        let values: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-failover-cluster")
+            .collect();
         assert_eq!(values.len(), 1, "{:?}", r.headers);
         assert_eq!(values[0].1, "good");
     }
@@ -336,7 +466,10 @@ async fn replays_drop_hop_by_hop_headers_and_carry_the_endpoint_secret_without_l
         ]}),
     );
     let mut setup = Setup::new(plugin, &[("bad", bad.addr()), ("good", good.addr())]);
-    setup.vm_env = vec![("BAD_KEY".into(), BAD_KEY.into()), ("GOOD_KEY".into(), GOOD_KEY.into())];
+    setup.vm_env = vec![
+        ("BAD_KEY".into(), BAD_KEY.into()),
+        ("GOOD_KEY".into(), GOOD_KEY.into()),
+    ];
     setup.log_level = "debug".into();
     let host = Host::start(&setup).await;
 
@@ -347,8 +480,15 @@ async fn replays_drop_hop_by_hop_headers_and_carry_the_endpoint_secret_without_l
          te: trailers\r\nproxy-connection: keep-alive\r\ncontent-length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
-    let a = raw_request(host.listen, req.as_bytes()).await.expect("request");
-    assert_eq!((a.status, a.header("x-mock-name")), (200, Some("good")), "{}", a.text());
+    let a = raw_request(host.listen, req.as_bytes())
+        .await
+        .expect("request");
+    assert_eq!(
+        (a.status, a.header("x-mock-name")),
+        (200, Some("good")),
+        "{}",
+        a.text()
+    );
     assert_eq!(a.header("x-failover-tried"), Some("bad, good"));
 
     // First attempt (through the router) carried bad's key, not the client's.
@@ -372,18 +512,46 @@ async fn replays_drop_hop_by_hop_headers_and_carry_the_endpoint_secret_without_l
         "the client's copy must be replaced, not added to: {:?}",
         r.headers
     );
-    for hop in ["x-nominated", "keep-alive", "proxy-authorization", "te", "proxy-connection", "upgrade"] {
-        assert_eq!(r.header(hop), None, "{hop} was forwarded on the replay: {:?}", r.headers);
+    for hop in [
+        "x-nominated",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert_eq!(
+            r.header(hop),
+            None,
+            "{hop} was forwarded on the replay: {:?}",
+            r.headers
+        );
     }
-    assert_ne!(r.header("connection").map(|v| v.contains("x-nominated")), Some(true), "{:?}", r.headers);
+    assert_ne!(
+        r.header("connection").map(|v| v.contains("x-nominated")),
+        Some(true),
+        "{:?}",
+        r.headers
+    );
 
     let status = host.status().await;
     let text = status.to_string();
     for key in [BAD_KEY, GOOD_KEY] {
         assert!(!text.contains(key), "secret in the status document: {text}");
-        assert!(!host.logs().contains(key), "secret in the log:\n{}", host.logs());
+        assert!(
+            !host.logs().contains(key),
+            "secret in the log:\n{}",
+            host.logs()
+        );
     }
     // The status document does say which headers are set, by name.
-    assert_eq!(status["endpoints"][1]["headers_set"], json!(["anthropic-version", "x-api-key"]));
-    assert!(host.count_lines(&["DEBUG"]) > 0, "debug logging was on: {}", host.logs());
+    assert_eq!(
+        status["endpoints"][1]["headers_set"],
+        json!(["anthropic-version", "x-api-key"])
+    );
+    assert!(
+        host.count_lines(&["DEBUG"]) > 0,
+        "debug logging was on: {}",
+        host.logs()
+    );
 }

@@ -28,8 +28,15 @@ async fn setup() -> (mock::MockUpstream, mock::MockUpstream, Setup) {
 
 /// Parks `bad` with one request and checks the record says so.
 async fn park_bad(host: &Host) {
-    let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
-    assert_eq!((a.status, a.header("x-mock-name")), (200, Some("good")), "{}", a.text());
+    let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
+    assert_eq!(
+        (a.status, a.header("x-mock-name")),
+        (200, Some("good")),
+        "{}",
+        a.text()
+    );
     let st = host.status().await;
     assert!(is_parked(&st, "bad"), "{st:#}");
     assert_eq!(stat(&st, "total_failed"), 1);
@@ -39,11 +46,17 @@ async fn park_bad(host: &Host) {
 async fn traffic_avoids_bad(host: &Host, bad: &mock::MockUpstream, n: usize) {
     let before = bad.stats().requests;
     for _ in 0..n {
-        let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+        let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+            .await
+            .expect("request");
         assert_eq!((a.status, a.header("x-mock-name")), (200, Some("good")));
         assert_eq!(a.header("x-failover-tried"), None, "{:?}", a.headers);
     }
-    assert_eq!(bad.stats().requests, before, "a parked endpoint received traffic");
+    assert_eq!(
+        bad.stats().requests,
+        before,
+        "a parked endpoint received traffic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -65,7 +78,11 @@ async fn the_queue_survives_a_sighup_reload() {
         ]}),
     );
     changed.clusters.push(("spare".into(), spare.addr()));
-    std::fs::write(&host.config_path, changed.bootstrap(host.listen, host.admin)).expect("rewrite config");
+    std::fs::write(
+        &host.config_path,
+        changed.bootstrap(host.listen, host.admin),
+    )
+    .expect("rewrite config");
     host.signal("HUP");
     let reloaded = eventually(Duration::from_secs(20), || async {
         let st = host.status().await;
@@ -74,21 +91,35 @@ async fn the_queue_survives_a_sighup_reload() {
     .await
     .unwrap_or_else(|| panic!("the new config never took effect:\n{}", host.logs()));
 
-    assert!(is_parked(&reloaded, "bad"), "the reload forgot the queue: {reloaded:#}");
+    assert!(
+        is_parked(&reloaded, "bad"),
+        "the reload forgot the queue: {reloaded:#}"
+    );
     assert_eq!(stat(&reloaded, "total_failed"), 1, "{reloaded:#}");
-    assert_eq!(reloaded["queue"]["bad"]["since_ms"], parked_since, "re-parked instead of kept");
+    assert_eq!(
+        reloaded["queue"]["bad"]["since_ms"], parked_since,
+        "re-parked instead of kept"
+    );
     // Give the old generation time to drain, then check traffic on the new one only.
     tokio::time::sleep(Duration::from_millis(500)).await;
     traffic_avoids_bad(&host, &bad, 30).await;
     assert_eq!(spare.stats().requests, 0);
     assert_eq!(good.stats().requests_on("/v1/messages"), 31);
-    assert_eq!(host.count_lines(&["added to failure queue"]), 1, "{}", host.logs());
+    assert_eq!(
+        host.count_lines(&["added to failure queue"]),
+        1,
+        "{}",
+        host.logs()
+    );
 }
 
 /// The state file is written on change; `until` polls it for `needle`.
 async fn state_file_mentions(path: &Path, needle: &str) -> bool {
     eventually(Duration::from_secs(10), || async {
-        std::fs::read_to_string(path).ok().filter(|t| t.contains(needle)).map(|_| ())
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.contains(needle))
+            .map(|_| ())
     })
     .await
     .is_some()
@@ -104,7 +135,10 @@ async fn survives_restart(kill: bool) {
     let since = host.status().await["queue"]["bad"]["since_ms"].clone();
     if kill {
         // No shutdown hook runs: only what was saved on change survives.
-        assert!(state_file_mentions(&state, "failover.v1").await, "state file never written");
+        assert!(
+            state_file_mentions(&state, "failover.v1").await,
+            "state file never written"
+        );
         // The record is stored base64 or as text; wait until the saved copy is the one with the
         // queue entry (the host saves on every change).
         let saved = eventually(Duration::from_secs(10), || async {
@@ -112,7 +146,11 @@ async fn survives_restart(kill: bool) {
             text.contains("since_ms").then_some(())
         })
         .await;
-        assert!(saved.is_some(), "queue entry never saved: {}", std::fs::read_to_string(&state).unwrap_or_default());
+        assert!(
+            saved.is_some(),
+            "queue entry never saved: {}",
+            std::fs::read_to_string(&state).unwrap_or_default()
+        );
         host.signal("KILL");
     } else {
         host.signal("TERM");
@@ -122,11 +160,20 @@ async fn survives_restart(kill: bool) {
 
     let host = Host::start(&setup).await;
     let st = host.status().await;
-    assert!(is_parked(&st, "bad"), "the restart forgot the queue: {st:#}\n{}", host.logs());
+    assert!(
+        is_parked(&st, "bad"),
+        "the restart forgot the queue: {st:#}\n{}",
+        host.logs()
+    );
     assert_eq!(stat(&st, "total_failed"), 1, "{st:#}");
     assert_eq!(st["queue"]["bad"]["since_ms"], since);
     traffic_avoids_bad(&host, &bad, 20).await;
-    assert_eq!(host.count_lines(&["added to failure queue"]), 0, "{}", host.logs());
+    assert_eq!(
+        host.count_lines(&["added to failure queue"]),
+        0,
+        "{}",
+        host.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -153,8 +200,14 @@ async fn without_a_state_file_a_restart_forgets_the_queue() {
     assert_eq!(st["queue_size"], 0, "{st:#}");
     assert_eq!(stat(&st, "total_failed"), 0, "{st:#}");
     let before = bad.stats().requests_on("/v1/messages");
-    let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
-    assert_eq!(a.header("x-failover-tried"), Some("bad, good"), "bad was tried again");
+    let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
+    assert_eq!(
+        a.header("x-failover-tried"),
+        Some("bad, good"),
+        "bad was tried again"
+    );
     assert_eq!(bad.stats().requests_on("/v1/messages"), before + 1);
     assert_eq!(stat(&host.status().await, "total_failed"), 1);
 }

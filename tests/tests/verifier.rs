@@ -15,7 +15,11 @@ const PROBE: &str = "/probe";
 
 /// Arrival times of the probes a mock received, oldest first.
 fn probe_times(m: &mock::MockUpstream) -> Vec<Instant> {
-    m.requests().iter().filter(|r| r.path == PROBE).map(|r| r.at).collect()
+    m.requests()
+        .iter()
+        .filter(|r| r.path == PROBE)
+        .map(|r| r.at)
+        .collect()
 }
 
 /// A parked endpoint is probed once per interval — never twice, by any of the VMs that tick —
@@ -45,7 +49,9 @@ async fn probes_once_per_interval_and_recovers(singleton: bool) {
     setup.singleton_verifier = singleton;
     let host = Host::start(&setup).await;
 
-    let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+    let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
     assert_eq!(a.header("x-mock-name"), Some("good"));
     assert!(is_parked(&host.status().await, "flaky"));
 
@@ -61,25 +67,47 @@ async fn probes_once_per_interval_and_recovers(singleton: bool) {
             gap >= Duration::from_millis(INTERVAL - 50),
             "two probes {gap:?} apart (interval {INTERVAL} ms): {times:?}"
         );
-        assert!(gap < Duration::from_millis(2 * INTERVAL), "a whole interval without a probe: {gap:?}");
+        assert!(
+            gap < Duration::from_millis(2 * INTERVAL),
+            "a whole interval without a probe: {gap:?}"
+        );
     }
     assert_eq!(s.in_flight_max, 1, "two probes in flight at once: {s:?}");
-    assert_eq!(s.requests, s.requests_on(PROBE) + 1, "only probes reach a parked endpoint: {s:?}");
+    assert_eq!(
+        s.requests,
+        s.requests_on(PROBE) + 1,
+        "only probes reach a parked endpoint: {s:?}"
+    );
 
     // Every probe is one check, counted once (wait for the last probe's verdict to land).
     let counted = eventually(Duration::from_secs(3), || async {
         let st = host.status().await;
         let probes = flaky.stats().requests_on(PROBE);
-        (stat(&st, "total_verified") == probes && stat(&st, "total_still_failed") == probes).then_some(st)
+        (stat(&st, "total_verified") == probes && stat(&st, "total_still_failed") == probes)
+            .then_some(st)
     })
     .await;
-    assert!(counted.is_some(), "{:#}\nprobes: {}", host.status().await, flaky.stats().requests_on(PROBE));
+    assert!(
+        counted.is_some(),
+        "{:#}\nprobes: {}",
+        host.status().await,
+        flaky.stats().requests_on(PROBE)
+    );
     let st = host.status().await;
-    let owner = st["verifier"]["lease_owner"].as_str().unwrap_or_default().to_string();
+    let owner = st["verifier"]["lease_owner"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if singleton {
-        assert!(owner.starts_with("failover_verifier"), "the singleton must hold the lease: {st:#}");
+        assert!(
+            owner.starts_with("failover_verifier"),
+            "the singleton must hold the lease: {st:#}"
+        );
     } else {
-        assert!(owner.starts_with("failover-"), "a worker VM must hold the lease: {st:#}");
+        assert!(
+            owner.starts_with("failover-"),
+            "a worker VM must hold the lease: {st:#}"
+        );
     }
 
     // It starts answering: back in rotation within interval + timeout (+ one tick).
@@ -95,14 +123,29 @@ async fn probes_once_per_interval_and_recovers(singleton: bool) {
         took <= Duration::from_millis(INTERVAL + TIMEOUT + TICK),
         "recovery took {took:?} (interval {INTERVAL} + timeout {TIMEOUT} + tick {TICK})"
     );
-    let a = send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+    let a = send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
     assert_eq!(a.header("x-mock-name"), Some("flaky"), "back in rotation");
     let st = host.status().await;
-    assert_eq!((stat(&st, "total_recovered"), stat(&st, "total_failed")), (1, 1), "{st:#}");
-    assert_eq!(host.count_lines(&["INFO", "\"flaky\" recovered"]), 1, "{}", host.logs());
+    assert_eq!(
+        (stat(&st, "total_recovered"), stat(&st, "total_failed")),
+        (1, 1),
+        "{st:#}"
+    );
+    assert_eq!(
+        host.count_lines(&["INFO", "\"flaky\" recovered"]),
+        1,
+        "{}",
+        host.logs()
+    );
     let probes_after = probe_times(&flaky).len();
     tokio::time::sleep(Duration::from_millis(2 * INTERVAL)).await;
-    assert_eq!(probe_times(&flaky).len(), probes_after, "a healthy endpoint is not probed");
+    assert_eq!(
+        probe_times(&flaky).len(),
+        probes_after,
+        "a healthy endpoint is not probed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -127,29 +170,48 @@ async fn a_200_with_an_error_body_is_not_recovery() {
         json!({"verifier": {"interval_ms": 300, "max_interval_ms": 300, "timeout_ms": 500,
                             "request": {"path": PROBE}}}),
     );
-    let host = Host::start(&Setup::new(plugin, &[("flaky", flaky.addr()), ("good", good.addr())])).await;
-    send(host.listen, "POST", "/v1/messages", &[], BODY).await.expect("request");
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("flaky", flaky.addr()), ("good", good.addr())],
+    ))
+    .await;
+    send(host.listen, "POST", "/v1/messages", &[], BODY)
+        .await
+        .expect("request");
     assert!(is_parked(&host.status().await, "flaky"));
 
     for mode in [
         mock::FailMode::error_body(),
-        mock::FailMode::Status { code: 200, headers: vec![], body: r#"{"type":"error"}"#.into() },
+        mock::FailMode::Status {
+            code: 200,
+            headers: vec![],
+            body: r#"{"type":"error"}"#.into(),
+        },
         mock::FailMode::Status {
             code: 200,
             headers: vec![],
             body: r#"{"error":{"message":"upstream down"}}"#.into(),
         },
-        mock::FailMode::Status { code: 200, headers: vec![], body: "<html>502 Bad Gateway</html>".into() },
+        mock::FailMode::Status {
+            code: 200,
+            headers: vec![],
+            body: "<html>502 Bad Gateway</html>".into(),
+        },
     ] {
         flaky.set_mode(mode.clone()).await;
         let seen = flaky.stats().requests_on(PROBE);
         flaky
-            .wait_until(Duration::from_secs(10), |s| s.requests_on(PROBE) >= seen + 3)
+            .wait_until(Duration::from_secs(10), |s| {
+                s.requests_on(PROBE) >= seen + 3
+            })
             .await
             .unwrap_or_else(|s| panic!("no probes under {mode}: {s:?}"));
         // The third probe's verdict may still be in flight; the first two have landed.
         let st = host.status().await;
-        assert!(is_parked(&st, "flaky"), "recovered by a 200 with body of {mode}: {st:#}");
+        assert!(
+            is_parked(&st, "flaky"),
+            "recovered by a 200 with body of {mode}: {st:#}"
+        );
         assert_eq!(stat(&st, "total_recovered"), 0, "{st:#}");
         assert!(stat(&st, "total_still_failed") >= seen + 2, "{st:#}");
     }
@@ -161,7 +223,11 @@ async fn a_200_with_an_error_body_is_not_recovery() {
         (!is_parked(&host.status().await, "flaky")).then_some(())
     })
     .await;
-    assert!(back.is_some(), "a healthy probe did not recover it: {:#}", host.status().await);
+    assert!(
+        back.is_some(),
+        "a healthy probe did not recover it: {:#}",
+        host.status().await
+    );
     assert_eq!(stat(&host.status().await, "total_recovered"), 1);
 }
 
@@ -211,7 +277,11 @@ async fn flapping_endpoint_counters_equal_the_transitions_it_really_showed() {
         json!({"verifier": {"interval_ms": 500, "max_interval_ms": 3000, "timeout_ms": 500,
                             "request": {"path": PROBE}}}),
     );
-    let host = Host::start(&Setup::new(plugin, &[("flaky", flaky.addr()), ("good", good.addr())])).await;
+    let host = Host::start(&Setup::new(
+        plugin,
+        &[("flaky", flaky.addr()), ("good", good.addr())],
+    ))
+    .await;
 
     let mut cfg = LoadConfig::new(&format!("http://{}/v1/messages", host.listen))
         .expect("url")
@@ -223,7 +293,10 @@ async fn flapping_endpoint_counters_equal_the_transitions_it_really_showed() {
         .await
         .expect("the load run ends")
         .expect("load run");
-    assert_eq!(report.failed, 0, "a client saw an error while a healthy endpoint existed: {report}");
+    assert_eq!(
+        report.failed, 0,
+        "a client saw an error while a healthy endpoint existed: {report}"
+    );
     assert!(report.requests >= 2000, "steady load: {report}");
 
     tokio::time::sleep(Duration::from_millis(500)).await; // abandoned requests finish
@@ -232,7 +305,11 @@ async fn flapping_endpoint_counters_equal_the_transitions_it_really_showed() {
         (!is_parked(&host.status().await, "flaky")).then_some(())
     })
     .await;
-    assert!(quiet.is_some(), "not recovered after the flapping stopped: {:#}", host.status().await);
+    assert!(
+        quiet.is_some(),
+        "not recovered after the flapping stopped: {:#}",
+        host.status().await
+    );
 
     let m = flaky.stats();
     let st = host.status().await;
@@ -242,15 +319,35 @@ async fn flapping_endpoint_counters_equal_the_transitions_it_really_showed() {
         "flap: scheduled down {}, observed down {} / up {}; total_failed {failed}, total_recovered {recovered}",
         m.scheduled_down_transitions, m.down_transitions, m.up_transitions
     );
-    assert!(m.down_transitions >= 3, "the flapping was barely observed: {context}");
-    assert!(m.down_transitions <= m.scheduled_down_transitions, "{context}");
-    assert_eq!(failed, m.down_transitions, "total_failed vs down transitions: {context}");
-    assert_eq!(recovered, m.up_transitions, "total_recovered vs up transitions: {context}");
-    assert_eq!(host.count_lines(&["added to failure queue"]) as u64, failed, "{}", host.logs());
+    assert!(
+        m.down_transitions >= 3,
+        "the flapping was barely observed: {context}"
+    );
+    assert!(
+        m.down_transitions <= m.scheduled_down_transitions,
+        "{context}"
+    );
+    assert_eq!(
+        failed, m.down_transitions,
+        "total_failed vs down transitions: {context}"
+    );
+    assert_eq!(
+        recovered, m.up_transitions,
+        "total_recovered vs up transitions: {context}"
+    );
+    assert_eq!(
+        host.count_lines(&["added to failure queue"]) as u64,
+        failed,
+        "{}",
+        host.logs()
+    );
     assert_eq!(host.stat("failover.queue_insertions").await as u64, failed);
     assert_eq!(endpoint(&st, "flaky")["state"], "healthy");
     // Both kinds of recovery count the same way: by a probe or by real traffic.
-    assert_eq!(stat(&st, "total_verified"), stat(&st, "total_still_failed") + probe_recoveries(&host));
+    assert_eq!(
+        stat(&st, "total_verified"),
+        stat(&st, "total_still_failed") + probe_recoveries(&host)
+    );
 }
 
 /// Recoveries made by a passing check (one `info` line each).

@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A healthy LLM-style request body.
-pub const BODY: &str = r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#;
+pub const BODY: &str =
+    r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#;
 
 /// A streaming LLM request body (the mock answers with SSE).
 pub const STREAM_BODY: &str =
@@ -84,10 +85,16 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 /// connection and parses the answer read until the proxy closes. 15 s limit.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> Result<Answer, String> {
     let fut = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        s.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+        s.read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         parse_response(&out)
     };
     tokio::time::timeout(Duration::from_secs(15), fut)
@@ -105,7 +112,9 @@ pub struct HeldRequest {
 impl HeldRequest {
     /// Sends the head of `POST path` announcing `body.len()` bytes, and keeps the body back.
     pub async fn start(addr: SocketAddr, path: &str, body: &[u8]) -> Result<Self, String> {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: failover.test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
@@ -159,7 +168,9 @@ pub async fn send_partial(
 ) -> Result<PartialAnswer, String> {
     let body = body.to_string();
     let fut = async move {
-        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
@@ -184,7 +195,12 @@ pub async fn send_partial(
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = resp.into_body();
         let mut got = Vec::new();
