@@ -520,7 +520,6 @@ fn the_sample_bootstrap_parses() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::Direct("tests/bad_input.proptest-regressions"),
         )),
