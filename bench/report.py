@@ -179,7 +179,7 @@ def extras_section(extras, meta):
     return lines
 
 
-def markdown(rows, extras, meta, perf):
+def markdown(rows, extras, meta, perf, store_table=None):
     rounds = by_round(rows)
     rt = ratios(rounds)
     per_case = defaultdict(lambda: defaultdict(list))
@@ -250,6 +250,17 @@ def markdown(rows, extras, meta, perf):
             "measurement; see `target/bench/last/wrk-*.txt`."
         )
         out.append("")
+    if store_table:
+        with open(store_table, encoding="utf-8", errors="replace") as f:
+            rows_md = [l.rstrip() for l in f if l.startswith("|") or l.startswith("store::update") or l.startswith("(no update")]
+        if rows_md:
+            out.append("`store::update` under contention (`cargo bench -p failover-filter --bench store_update -- --table`; "
+                       "goal: ≥ 0.8× per added thread up to the core count, no count lost):")
+            out.append("")
+            out.extend(l for l in rows_md if l.startswith("|"))
+            out.append("")
+            out.extend(l for l in rows_md if not l.startswith("|"))
+            out.append("")
     if perf:
         out.append("Top symbols of (2) under load (`perf`, self time):")
         out.append("")
@@ -259,6 +270,10 @@ def markdown(rows, extras, meta, perf):
         out.extend(kept[:25])
         out.append("```")
         out.append("")
+    out.append(
+        "Where the filter's time goes, and what to change: [bench/PROFILE.md](PROFILE.md). "
+    )
+    out.append("")
     out.append(
         "Reproduce: `bench/run` (full, ~10 min after the build) or `bench/run --quick` (CI smoke run). "
         "Raw data of the last run: `target/bench/last/`."
@@ -274,6 +289,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--meta", action="append", default=[], help="key=value")
     ap.add_argument("--perf")
+    ap.add_argument("--store-table", help="output of the store_update bench's --table mode")
     a = ap.parse_args()
     rows = load(a.results)
     if a.round is not None:
@@ -281,7 +297,7 @@ def main():
         return 0
     meta = dict(m.split("=", 1) for m in a.meta if "=" in m)
     extras = load(a.extras) if a.extras else []
-    md = markdown(rows, extras, meta, a.perf)
+    md = markdown(rows, extras, meta, a.perf, a.store_table)
     sys.stdout.write(md)
     if a.out:
         with open(a.out, "w", encoding="utf-8") as f:

@@ -10,7 +10,8 @@
 //! `cargo bench -p failover-filter --bench store_update` (criterion; elements/s = updates/s in
 //! total over all threads). After criterion, a short fixed run prints the scaling table the
 //! issue's goal talks about: throughput(N threads) / throughput(1 thread) and per added thread.
-//! `-- --quick` runs only the short table (CI smoke run).
+//! `-- --table` prints only the table (bench/run puts it in bench/RESULTS.md); `-- --quick`
+//! a short table (CI smoke run).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -200,9 +201,12 @@ fn table(run_for: Duration, reps: usize) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    if quick {
+    if std::env::args().any(|a| a == "--quick") {
         table(Duration::from_millis(100), 1);
+        return;
+    }
+    if std::env::args().any(|a| a == "--table") {
+        table(Duration::from_millis(500), 5);
         return;
     }
     let mut c = Criterion::default().configure_from_args();

@@ -16,7 +16,8 @@
 //! `cargo bench -p failover-host --bench hot_path` runs criterion. `... -- --callgrind CASE N`
 //! runs N requests of CASE inside `measured` (after a warm-up) and exits: run it under
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*'` for an
-//! instruction count per request that noise does not move (bench/run does). `-- --quick` runs
+//! instruction count per request that noise does not move (bench/run does, with
+//! `HOT_PATH_GO`, see `wait_for_go`, to skip instrumenting the start-up). `-- --quick` runs
 //! every case a few hundred times without criterion (CI smoke run).
 //! `FAILOVER_BENCH_WASM=path.wasm` benches another build of the filter.
 
@@ -34,7 +35,12 @@ use failover_host::vm::{
 use http_body_util::{BodyExt, Full};
 
 const RECORD_KEY: &str = "failover.v1";
-const CASES: [&str; 4] = ["no_filter", "record_unchanged", "record_changed", "failure_recorded"];
+const CASES: [&str; 4] = [
+    "no_filter",
+    "record_unchanged",
+    "record_changed",
+    "failure_recorded",
+];
 
 /// The plugin JSON: two endpoints of one group (a weighted choice per request, as in
 /// production); a failure threshold nobody reaches and one attempt, so `failure_recorded` adds a
@@ -110,7 +116,9 @@ fn downstream() -> DownstreamInfo {
 }
 
 fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn request() -> http::Request<Body> {
@@ -241,6 +249,24 @@ fn measured(case: &Case, n: u64) -> Duration {
     case.requests(n)
 }
 
+/// With `HOT_PATH_GO=FILE`: say "ready" and wait (bounded) until FILE exists. bench/run starts
+/// valgrind with instrumentation off (so compiling the module is not slowed down 50×), switches
+/// it on with `callgrind_control -i on`, then creates FILE.
+fn wait_for_go() {
+    let Some(go) = std::env::var_os("HOT_PATH_GO") else {
+        return;
+    };
+    println!("ready");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::path::Path::new(&go).exists() {
+        if Instant::now() > deadline {
+            eprintln!("HOT_PATH_GO: {go:?} did not appear within 120 s; measuring anyway");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn record_after(case: &Case) -> String {
     match case.shared.shared_data().get(&case.vm_id, RECORD_KEY) {
         Ok((v, cas)) => format!("cas {cas}: {}", String::from_utf8_lossy(&v)),
@@ -270,12 +296,16 @@ fn main() {
 
     if let Some(pos) = args.iter().position(|a| a == "--callgrind") {
         let name = args.get(pos + 1).map(String::as_str).unwrap_or("");
-        let n: u64 = args.get(pos + 2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+        let n: u64 = args
+            .get(pos + 2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000);
         let Some(&case) = cases.iter().find(|c| **c == name) else {
             eprintln!("--callgrind CASE N: CASE is one of {cases:?}");
             std::process::exit(2);
         };
         let c = Case::new(case, &shared);
+        wait_for_go();
         let took = measured(&c, n);
         println!("{case}: {n} requests in {took:?}");
         println!("record after: {}", record_after(&c));
