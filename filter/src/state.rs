@@ -185,8 +185,8 @@ impl Record {
         let not_before = f.not_before_ms.unwrap_or(0);
         if let Some(entry) = self.queue.get_mut(f.id) {
             entry.failures = entry.failures.saturating_add(1);
-            // A trial that failed frees its slot; a later deadline pushes the next check out.
-            entry.probe_until_ms = 0;
+            // A later deadline pushes the next check out. (A failed trial frees its slot only
+            // when its request has ended: `release_slot`.)
             if not_before > entry.not_before_ms {
                 entry.not_before_ms = not_before;
             }
@@ -222,10 +222,16 @@ impl Record {
         FailureOutcome::Inserted
     }
 
-    /// Records a successful answer from `id` to real traffic. Clears strikes; a parked endpoint
-    /// (reached by a `least_recently_failed` trial) is recovered.
-    pub fn record_success(&mut self, id: &str) -> SuccessOutcome {
-        if self.queue.remove(id).is_some() {
+    /// Records a successful answer from `id` to real traffic. Clears strikes. A parked
+    /// endpoint is recovered only by the answer to a trial (`trial`: the request claimed the
+    /// endpoint's slot with [`Record::claim_trial`]); an answer to a request routed there before
+    /// it was parked leaves it parked.
+    pub fn record_success(&mut self, id: &str, trial: bool) -> SuccessOutcome {
+        if self.queue.contains_key(id) {
+            if !trial {
+                return SuccessOutcome::Unchanged;
+            }
+            self.queue.remove(id);
             self.strikes.remove(id);
             self.stats.total_recovered = self.stats.total_recovered.saturating_add(1);
             return SuccessOutcome::Recovered;
@@ -236,26 +242,52 @@ impl Record {
         SuccessOutcome::Unchanged
     }
 
-    /// True when `id` may be probed or tried now: parked, due, past any `retry-after`, and no
-    /// probe or trial in flight.
+    /// True when the verifier may probe `id` now: parked, its next check has come, past any
+    /// `retry-after`, and no probe or trial in flight.
     pub fn is_due(&self, id: &str, now_ms: u64) -> bool {
-        self.queue.get(id).is_some_and(|e| {
-            e.next_check_ms <= now_ms && e.not_before_ms <= now_ms && e.probe_until_ms <= now_ms
-        })
+        self.queue
+            .get(id)
+            .is_some_and(|e| e.next_check_ms <= now_ms && self.is_free(id, now_ms))
     }
 
-    /// Claims the single in-flight probe/trial slot of a parked endpoint until `until_ms`.
-    /// Returns false (and changes nothing) when it is not [`Record::is_due`].
+    /// True when `id` is parked, past any `retry-after`, with no probe or trial in flight: a
+    /// `least_recently_failed` trial may go (it does not wait for the verifier's schedule).
+    pub fn is_free(&self, id: &str, now_ms: u64) -> bool {
+        self.queue
+            .get(id)
+            .is_some_and(|e| e.not_before_ms <= now_ms && e.probe_until_ms <= now_ms)
+    }
+
+    /// Claims the single in-flight slot of a parked endpoint for a verifier probe until
+    /// `until_ms`. Returns false (and changes nothing) when it is not [`Record::is_due`].
     pub fn claim_probe(&mut self, id: &str, now_ms: u64, until_ms: u64) -> bool {
-        if !self.is_due(id, now_ms) {
-            return false;
-        }
+        self.is_due(id, now_ms) && self.take_slot(id, until_ms)
+    }
+
+    /// Claims the same slot for a trial request under `least_recently_failed`. Returns false
+    /// when it is not [`Record::is_free`].
+    pub fn claim_trial(&mut self, id: &str, now_ms: u64, until_ms: u64) -> bool {
+        self.is_free(id, now_ms) && self.take_slot(id, until_ms)
+    }
+
+    /// Frees the slot a trial took with `until_ms`, once its request has ended — unless the
+    /// slot has expired and been taken again meanwhile (then it is no longer ours).
+    pub fn release_slot(&mut self, id: &str, until_ms: u64) {
         if let Some(e) = self.queue.get_mut(id) {
-            e.probe_until_ms = until_ms;
-            e.last_check_ms = now_ms;
-            return true;
+            if e.probe_until_ms == until_ms {
+                e.probe_until_ms = 0;
+            }
         }
-        false
+    }
+
+    fn take_slot(&mut self, id: &str, until_ms: u64) -> bool {
+        match self.queue.get_mut(id) {
+            Some(e) => {
+                e.probe_until_ms = until_ms;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Records one verifier check of `id`.
@@ -436,7 +468,7 @@ mod tests {
         };
         assert_eq!(r.record_failure(&f(1)), FailureOutcome::Struck(1));
         assert_eq!(r.record_failure(&f(2)), FailureOutcome::Struck(2));
-        assert_eq!(r.record_success("a"), SuccessOutcome::StrikesCleared);
+        assert_eq!(r.record_success("a", false), SuccessOutcome::StrikesCleared);
         assert_eq!(r.record_failure(&f(3)), FailureOutcome::Struck(1));
         assert_eq!(r.record_failure(&f(4)), FailureOutcome::Struck(2));
         assert_eq!(r.record_failure(&f(5)), FailureOutcome::Inserted);
@@ -530,6 +562,45 @@ mod tests {
     }
 
     #[test]
+    fn only_a_trial_recovers_a_parked_endpoint() {
+        let mut r = Record::default();
+        r.record_failure(&fail("a", 0));
+        // An answer to a request routed before the endpoint was parked: still parked.
+        assert_eq!(r.record_success("a", false), SuccessOutcome::Unchanged);
+        assert!(r.is_queued("a"));
+        // Trials do not wait for the verifier's next check, only for retry-after and the slot.
+        assert!(!r.is_due("a", 10));
+        assert!(r.claim_trial("a", 10, 5000));
+        assert!(!r.claim_trial("a", 11, 5000), "one trial at a time");
+        // A failed trial keeps the slot until its request ended.
+        r.record_failure(&fail("a", 12));
+        assert!(!r.claim_trial("a", 13, 5000));
+        r.release_slot("a", 4999);
+        assert!(
+            !r.claim_trial("a", 13, 5000),
+            "only the holder's release counts"
+        );
+        r.release_slot("a", 5000);
+        assert!(r.claim_trial("a", 14, 5000));
+        assert!(
+            !r.claim_probe("a", 1000, 2000),
+            "the probe waits for the trial too"
+        );
+        assert_eq!(r.record_success("a", true), SuccessOutcome::Recovered);
+        assert_eq!(r.stats.total_recovered, 1);
+        let mut r2 = Record::default();
+        r2.record_failure(&Failure {
+            not_before_ms: Some(3000),
+            ..fail("b", 0)
+        });
+        assert!(
+            !r2.claim_trial("b", 2999, 5000),
+            "retry-after holds trials back"
+        );
+        assert!(r2.claim_trial("b", 3000, 5000));
+    }
+
+    #[test]
     fn lease_rules() {
         let mut r = Record::default();
         assert!(r.acquire_lease("w1", 0, 100, false));
@@ -612,7 +683,7 @@ mod tests {
                         }
                     }
                     Op::Success(i) => {
-                        if r.record_success(names[usize::from(i)]) == SuccessOutcome::Recovered { recovered += 1; }
+                        if r.record_success(names[usize::from(i)], true) == SuccessOutcome::Recovered { recovered += 1; }
                     }
                     Op::Check(i, healthy) => {
                         if r.record_check(names[usize::from(i)], healthy, now, BACKOFF, 2) == CheckOutcome::Recovered { recovered += 1; }

@@ -23,7 +23,9 @@ pub use failover_examples::{load, mock};
 /// The header the filter writes and the routes read in every test bootstrap.
 pub const ROUTE_HEADER: &str = "x-failover-cluster";
 
-/// Path of the `failover-host` binary next to the test executable; built once if missing.
+/// Path of the `failover-host` binary next to the test executable, (re)built once per test
+/// process: `cargo test -p failover-tests` alone does not rebuild another package's binary, and
+/// a stale host would embed a stale filter.
 pub fn host_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -33,15 +35,18 @@ pub fn host_binary() -> PathBuf {
             .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
             .expect("target dir")
             .to_path_buf();
-        let bin = dir.join("failover-host");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "failover-host", "--bin", "failover-host"])
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build -p failover-host failed");
+        let profile = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "debug".into());
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "failover-host", "--bin", "failover-host"]);
+        if profile != "debug" {
+            cmd.args(["--profile", &profile]);
         }
-        bin
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p failover-host failed");
+        dir.join("failover-host")
     })
     .clone()
 }

@@ -78,6 +78,11 @@ pub struct FailoverHttp {
     sse_tail: Vec<u8>,
     /// The response body reached its end.
     response_complete: bool,
+    /// Parked endpoints this request claimed a trial slot for (`least_recently_failed`): only
+    /// their success recovers them.
+    trials: Vec<(EndpointIdx, u64)>,
+    /// A trial's healthy answer is still streaming: it recovers the endpoint only if it ends.
+    deferred_recovery: Option<EndpointIdx>,
 }
 
 impl FailoverHttp {
@@ -100,6 +105,8 @@ impl FailoverHttp {
             sse: false,
             sse_tail: Vec::new(),
             response_complete: false,
+            trials: Vec::new(),
+            deferred_recovery: None,
         }
     }
 
@@ -259,9 +266,10 @@ impl FailoverHttp {
                 Choice::Endpoint(idx) => idx,
                 Choice::Trial(idx) => {
                     let until = now_ms().saturating_add(cfg.failover.attempt_timeout_ms);
-                    if !self.plugin.claim(idx, until) {
+                    if !self.plugin.claim_trial(idx, until) {
                         return false;
                     }
+                    self.trials.push((idx, until));
                     idx
                 }
                 Choice::Reject { .. } | Choice::Exhausted => return false,
@@ -317,6 +325,10 @@ impl FailoverHttp {
             vec![],
             Duration::from_millis(cfg.failover.attempt_timeout_ms),
         )
+    }
+
+    fn is_trial(&self, idx: EndpointIdx) -> bool {
+        self.trials.iter().any(|(i, _)| *i == idx)
     }
 
     fn tried_list(&self) -> String {
@@ -419,7 +431,8 @@ impl Context for FailoverHttp {
             };
             match classify(&self.plugin.config.failure, &obs) {
                 Verdict::Healthy => {
-                    self.plugin.record_success(self.ctx, idx);
+                    let trial = self.is_trial(idx);
+                    self.plugin.record_success(self.ctx, idx, trial);
                     self.respond(status.unwrap_or(200), &headers, &body);
                     return;
                 }
@@ -471,9 +484,10 @@ impl HttpContext for FailoverHttp {
             Choice::Endpoint(idx) => self.route(idx),
             Choice::Trial(idx) => {
                 let until = now_ms().saturating_add(cfg.failover.attempt_timeout_ms);
-                if !self.plugin.claim(idx, until) {
+                if !self.plugin.claim_trial(idx, until) {
                     return self.reject();
                 }
+                self.trials.push((idx, until));
                 debug!(
                     "#{} all endpoints parked: trial request to \"{}\"",
                     self.ctx,
@@ -528,7 +542,13 @@ impl HttpContext for FailoverHttp {
         };
         match classify(&self.plugin.config.failure, &obs) {
             Verdict::Healthy => {
-                self.plugin.record_success(self.ctx, idx);
+                let trial = self.is_trial(idx);
+                if trial && !end_of_stream {
+                    // A trial recovers the endpoint only if its answer arrives whole.
+                    self.deferred_recovery = Some(idx);
+                } else {
+                    self.plugin.record_success(self.ctx, idx, trial);
+                }
                 self.streaming_from = Some(idx);
                 self.response_complete = end_of_stream;
                 self.sse = self
@@ -564,9 +584,6 @@ impl HttpContext for FailoverHttp {
             // The failed answer waits while a replay runs; it is replaced or resumed after.
             return Action::Pause;
         }
-        if end_of_stream {
-            self.response_complete = true;
-        }
         if let (true, Some(idx)) = (self.sse, self.streaming_from) {
             if let Some(chunk) = self.get_http_response_body(0, body_size) {
                 let mut window = std::mem::take(&mut self.sse_tail);
@@ -574,6 +591,7 @@ impl HttpContext for FailoverHttp {
                 if crate::classify::sse_error_event(&window) {
                     // The answer already went out; nothing is replayed, but the endpoint failed.
                     self.sse = false;
+                    self.deferred_recovery = None;
                     self.fail(
                         idx,
                         &Reason::Stream("error event in a streamed answer".into()),
@@ -595,12 +613,35 @@ impl HttpContext for FailoverHttp {
                 }
             }
         }
+        if end_of_stream {
+            self.response_complete = true;
+            if let Some(idx) = self.deferred_recovery.take() {
+                self.plugin.record_success(self.ctx, idx, true);
+            }
+        }
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        // A healthy answer that never reached its end: who cut it? Only an upstream cut
-        // counts against the endpoint (a client hanging up does not).
+        self.record_cut();
+        // The request has ended: free the trial slots it still holds (a recovered endpoint has
+        // none left; an expired slot taken by someone else is not touched).
+        for (idx, until) in std::mem::take(&mut self.trials) {
+            if self
+                .plugin
+                .record()
+                .is_queued(self.plugin.config.endpoint(idx).id.as_str())
+            {
+                self.plugin.release_trial(idx, until);
+            }
+        }
+    }
+}
+
+impl FailoverHttp {
+    /// A healthy answer that never reached its end: who cut it? Only an upstream cut counts
+    /// against the endpoint (a client hanging up does not).
+    fn record_cut(&mut self) {
         let Some(idx) = self.streaming_from else {
             return;
         };

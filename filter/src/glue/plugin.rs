@@ -120,17 +120,18 @@ impl Plugin {
     }
 
     /// Records a healthy answer from `idx` to real traffic; writes only when there is
-    /// something to clear (strikes, or a parked endpoint that a trial reached).
-    pub fn record_success(&self, ctx: u32, idx: EndpointIdx) {
+    /// something to clear (strikes, or a parked endpoint that this request's trial reached).
+    pub fn record_success(&self, ctx: u32, idx: EndpointIdx, trial: bool) {
         let id = self.config.endpoint(idx).id.as_str();
         {
             let cache = self.cache.borrow();
             let r = cache.record();
-            if !r.is_queued(id) && !r.strikes.contains_key(id) {
+            let parked = r.is_queued(id);
+            if (!parked || !trial) && !r.strikes.contains_key(id) {
                 return;
             }
         }
-        let Some(up) = self.update("recording a success", |r| r.record_success(id)) else {
+        let Some(up) = self.update("recording a success", |r| r.record_success(id, trial)) else {
             return;
         };
         match up.outcome {
@@ -147,14 +148,30 @@ impl Plugin {
         }
     }
 
-    /// Claims the one in-flight trial/probe slot of a parked endpoint until `until_ms`.
-    pub fn claim(&self, idx: EndpointIdx, until_ms: u64) -> bool {
+    /// Claims the one in-flight slot of a parked endpoint for a verifier probe until `until_ms`.
+    pub fn claim_probe(&self, idx: EndpointIdx, until_ms: u64) -> bool {
         let id = self.config.endpoint(idx).id.as_str();
         let now = now_ms();
         self.update("claiming a probe slot", |r| {
             r.claim_probe(id, now, until_ms)
         })
-        .is_some_and(|up| up.outcome && up.written)
+        .is_some_and(|up| up.outcome)
+    }
+
+    /// Frees a trial's slot once its request has ended (see `Record::release_slot`).
+    pub fn release_trial(&self, idx: EndpointIdx, until_ms: u64) {
+        let id = self.config.endpoint(idx).id.as_str();
+        self.update("releasing a trial slot", |r| r.release_slot(id, until_ms));
+    }
+
+    /// Claims the same slot for a `least_recently_failed` trial request until `until_ms`.
+    pub fn claim_trial(&self, idx: EndpointIdx, until_ms: u64) -> bool {
+        let id = self.config.endpoint(idx).id.as_str();
+        let now = now_ms();
+        self.update("claiming a trial slot", |r| {
+            r.claim_trial(id, now, until_ms)
+        })
+        .is_some_and(|up| up.outcome)
     }
 
     /// Records one verifier check.

@@ -86,7 +86,7 @@ impl Verifier {
             let until = now
                 .saturating_add(plugin.config.verifier.timeout_ms)
                 .saturating_add(CLAIM_SLACK_MS);
-            if plugin.claim(idx, until) {
+            if plugin.claim_probe(idx, until) {
                 self.probe(plugin, idx, dispatch);
             }
         }

@@ -146,7 +146,7 @@ pub fn run_vm(store: &dyn SharedStore, ops: &[Op]) -> Seen {
                 }
             }
             Op::Success(id) => {
-                let up = update(store, |r| r.record_success(id)).expect("model store");
+                let up = update(store, |r| r.record_success(id, true)).expect("model store");
                 if up.outcome == SuccessOutcome::Recovered {
                     seen.recovered += 1;
                 }
@@ -504,7 +504,7 @@ mod tests {
         let store = ModelStore(&lock);
         assert!(update(&store, |_| ()).expect("create").written);
         let cas_before = lock.with(|s| s.get(RECORD_KEY)).map(|(_, c)| c);
-        let up = update(&store, |r| r.record_success("nobody")).expect("update");
+        let up = update(&store, |r| r.record_success("nobody", false)).expect("update");
         assert!(!up.written);
         assert_eq!(lock.with(|s| s.get(RECORD_KEY)).map(|(_, c)| c), cas_before);
     }
