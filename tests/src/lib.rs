@@ -32,7 +32,13 @@ pub fn host_binary() -> PathBuf {
         let exe = std::env::current_exe().expect("test executable path");
         let dir = exe
             .parent()
-            .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+            .and_then(|d| {
+                if d.ends_with("deps") {
+                    d.parent()
+                } else {
+                    Some(d)
+                }
+            })
             .expect("target dir")
             .to_path_buf();
         let profile = dir
@@ -40,7 +46,14 @@ pub fn host_binary() -> PathBuf {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "debug".into());
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "failover-host", "--bin", "failover-host"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "failover-host",
+            "--bin",
+            "failover-host",
+        ]);
         if profile != "debug" {
             cmd.args(["--profile", &profile]);
         }
@@ -136,7 +149,10 @@ impl Setup {
         let env_block = if self.vm_env.is_empty() {
             String::new()
         } else {
-            format!("\n          environment_variables:\n            key_values:{}", env.replace("\n            ", "\n              "))
+            format!(
+                "\n          environment_variables:\n            key_values:{}",
+                env.replace("\n            ", "\n              ")
+            )
         };
         let plugin = |name: &str, indent: &str| {
             format!(
@@ -243,8 +259,14 @@ impl Host {
         let mut child = cmd.spawn().expect("spawn failover-host");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -279,16 +301,26 @@ impl Host {
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("failover-host exited ({status}) before /ready:\n{}", self.logs());
+                panic!(
+                    "failover-host exited ({status}) before /ready:\n{}",
+                    self.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "no /ready within {limit:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no /ready within {limit:?}:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// All output lines so far.
     pub fn logs(&self) -> String {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// Number of output lines containing every one of `needles`.
@@ -303,7 +335,9 @@ impl Host {
 
     /// The plugin's status document (from 127.0.0.1, which `allow_from` admits by default).
     pub async fn status(&self) -> Value {
-        let r = get(self.listen, "/failover/status").await.expect("status request");
+        let r = get(self.listen, "/failover/status")
+            .await
+            .expect("status request");
         assert_eq!(r.status, 200, "status page: {}", r.text());
         serde_json::from_slice(&r.body).expect("status JSON")
     }
@@ -342,7 +376,11 @@ impl Host {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "no exit within {limit:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {limit:?}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -369,7 +407,10 @@ pub struct Answer {
 impl Answer {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -387,23 +428,38 @@ pub async fn send(
     body: impl Into<Bytes>,
 ) -> Result<Answer, String> {
     let fut = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
-        let mut req = http::Request::builder().method(method).uri(path).header("host", "failover.test");
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "failover.test");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(body.into())).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+        let req = req
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = resp
             .into_body()
@@ -411,7 +467,11 @@ pub async fn send(
             .await
             .map_err(|e| format!("body: {e}"))?
             .to_bytes();
-        Ok(Answer { status, headers, body })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     };
     tokio::time::timeout(Duration::from_secs(15), fut)
         .await
@@ -496,8 +556,14 @@ pub fn run_host_to_exit(
         .spawn()
         .expect("spawn failover-host");
     let readers: Vec<_> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -533,11 +599,19 @@ pub fn run_host_to_exit(
 
 /// Writes `bytes` on a fresh TCP connection and reads until the peer closes or `limit` passes:
 /// for requests no well-behaved client library would send (invalid UTF-8, broken framing).
-pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Result<Vec<u8>, String> {
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        s.write_all(bytes).await.map_err(|e| format!("write: {e}"))?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(bytes)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
@@ -586,8 +660,14 @@ impl Host {
         let mut child = cmd.spawn().expect("spawn failover-host");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
