@@ -1,6 +1,8 @@
 //! The fault matrix: each fault against 4 worker VMs under steady concurrent load (8 keep-alive
 //! client connections), one faulty endpoint `a` next to a healthy `b` in the same priority
 //! group (except the last row, where both go down).
+//! Each fault is held for 4 s; route timeout and `attempt_timeout_ms` are 2 s, the verifier
+//! probes every 200 ms.
 //!
 //! For every fault the row reports, and the test asserts:
 //! - **client errors**: requests that did not end as a clean 2xx. Goal 0 while `b` is healthy.
@@ -31,7 +33,10 @@ use serde_json::{json, Value};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CLIENTS: usize = 8;
-const FAULT_FOR: Duration = Duration::from_secs(3);
+const FAULT_FOR: Duration = Duration::from_secs(4);
+/// Route timeout and `attempt_timeout_ms`: short enough for the hang row, long enough that a
+/// healthy endpoint on a busy 2-core machine is not mistaken for a hanging one.
+const TIMEOUT_MS: u64 = 2000;
 
 /// How the matrix treats client errors of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +93,7 @@ fn plugin() -> Value {
         &mut p,
         json!({
             "failure": { "threshold": 1 },
-            "failover": { "max_attempts": 2, "attempt_timeout_ms": 1000 },
+            "failover": { "max_attempts": 2, "attempt_timeout_ms": TIMEOUT_MS },
             "verifier": { "interval_ms": 200, "max_interval_ms": 800, "timeout_ms": 500,
                           "request": { "path": "/probe" } },
         }),
@@ -119,12 +124,12 @@ async fn settle(mocks: &[&mock::MockUpstream]) {
     }
 }
 
-/// One faulty endpoint next to a healthy one: fault for 3 s under load, then healthy again.
+/// One faulty endpoint next to a healthy one: fault for `FAULT_FOR` under load, then healthy again.
 async fn one_endpoint_fault(fault: &'static str, schedule: Schedule, expect: Errors) -> Row {
     let a = mock_upstream("a", Schedule::default()).await;
     let b = mock_upstream("b", Schedule::default()).await;
     let mut setup = Setup::new(plugin(), &[("a", a.addr()), ("b", b.addr())]);
-    setup.route_timeout = "1s".into();
+    setup.route_timeout = format!("{}s", TIMEOUT_MS / 1000);
     let host = Host::start(&setup).await;
 
     let run = load::start(load_cfg(&host)).expect("load");
@@ -248,7 +253,7 @@ async fn reset_mid_body() {
 async fn hang_past_the_route_timeout() {
     let _serial = SERIAL.lock().await;
     one_endpoint_fault(
-        "hang past the 1 s route timeout",
+        "hang past the 2 s route timeout",
         FailMode::Hang.into(),
         Errors::Zero,
     )
@@ -295,7 +300,7 @@ async fn all_endpoints_down_then_one_back() {
     let a = mock_upstream("a", Schedule::default()).await;
     let b = mock_upstream("b", Schedule::default()).await;
     let mut setup = Setup::new(plugin(), &[("a", a.addr()), ("b", b.addr())]);
-    setup.route_timeout = "1s".into();
+    setup.route_timeout = format!("{}s", TIMEOUT_MS / 1000);
     let host = Host::start(&setup).await;
 
     let run = load::start(load_cfg(&host)).expect("load");
