@@ -179,6 +179,23 @@ def extras_section(extras, meta):
     return lines
 
 
+def store_verdict(rows_md, cores):
+    """Goal: throughput × previous ≥ 0.8 for every added thread up to the core count."""
+    steps = []
+    for line in rows_md:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].isdigit() and 1 < int(cells[0]) <= cores:
+            try:
+                steps.append((int(cells[0]), float(cells[3])))
+            except ValueError:
+                continue
+    if not steps:
+        return ""
+    ok = all(s >= 0.8 for _, s in steps)
+    shown = ", ".join(f"{t} threads {s:.2f}×" for t, s in steps)
+    return f"Scaling up to the core count ({shown} the previous): {'met' if ok else '**missed**'} (goal ≥ 0.8×)."
+
+
 def markdown(rows, extras, meta, perf, store_table=None):
     rounds = by_round(rows)
     rt = ratios(rounds)
@@ -259,15 +276,26 @@ def markdown(rows, extras, meta, perf, store_table=None):
             out.append("")
             out.extend(l for l in rows_md if l.startswith("|"))
             out.append("")
-            out.extend(l for l in rows_md if not l.startswith("|"))
+            out.append(" ".join(l for l in rows_md if not l.startswith("|")))
             out.append("")
+            verdict = store_verdict(rows_md, int(meta.get("nproc", "2") or 2))
+            if verdict:
+                out.append(verdict)
+                out.append("")
     if perf:
         out.append("Top symbols of (2) under load (`perf`, self time):")
         out.append("")
         out.append("```")
         with open(perf, encoding="utf-8", errors="replace") as f:
-            kept = [l.rstrip() for l in f if l.strip() and not l.startswith("#")]
-        out.extend(kept[:25])
+            lines = [l.rstrip() for l in f if not l.startswith("#")]
+        # one blank line between the two listings (by binary, by symbol), none elsewhere
+        kept = []
+        for l in lines:
+            if l or (kept and kept[-1]):
+                kept.append(l)
+        while kept and not kept[-1]:
+            kept.pop()
+        out.extend(kept[:36])
         out.append("```")
         out.append("")
     out.append(
