@@ -260,6 +260,9 @@ impl FailoverHttp {
             );
             return false;
         }
+        if self.replay_headers.is_empty() && self.tried.len() < cfg.failover.max_attempts as usize {
+            self.keep_headers_for_replay();
+        }
         while self.tried.len() < cfg.failover.max_attempts as usize {
             let record = self.plugin.record();
             let idx = match select::choose(cfg, &record, &self.tried, self.next_random()) {
@@ -497,7 +500,8 @@ impl HttpContext for FailoverHttp {
             }
             Choice::Reject { .. } | Choice::Exhausted => return self.reject(),
         }
-        self.keep_headers_for_replay();
+        // The headers for a replay are copied only when a replay happens (the request header
+        // map stays readable during the response): the success path pays nothing for them.
         self.body_complete = end_of_stream;
         Action::Continue
     }
