@@ -91,6 +91,12 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         "critical" => "error",
         other => bail!("--log-level: unknown level {other:?} (trace, debug, info, warning, error, critical, off)"),
     };
+    // At debug/trace the compiler's own tracing (wasmtime, Cranelift) would drown the plugin's
+    // lines and slow start-up by a minute; `RUST_LOG` still overrides everything.
+    let directive = match directive {
+        "trace" | "debug" => format!("{directive},wasmtime=info,cranelift=info,regalloc2=info"),
+        other => other.to_string(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
     tracing_subscriber::fmt()
@@ -160,10 +166,16 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
         wasm_override,
         skip_file_checks: true,
     };
-    let b = bootstrap::load(config, &load).context("valid for Envoy, but failover-host cannot run it")?;
+    let b = bootstrap::load(config, &load)
+        .context("valid for Envoy, but failover-host cannot run it")?;
     // The failover filter's own config check, natively (the same parser as in the .wasm), with
     // the environment the VM would get. Other modules' configs are theirs to judge.
-    for plugin in b.listeners.iter().flat_map(|l| &l.wasm_filters).chain(&b.services) {
+    for plugin in b
+        .listeners
+        .iter()
+        .flat_map(|l| &l.wasm_filters)
+        .chain(&b.services)
+    {
         if is_failover_filter(&plugin.code) {
             let env = |name: &str| {
                 plugin
@@ -172,8 +184,9 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.clone())
             };
-            failover_filter::config::Config::parse(&plugin.configuration, &env)
-                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.config_path))?;
+            failover_filter::config::Config::parse(&plugin.configuration, &env).map_err(|e| {
+                anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.config_path)
+            })?;
         }
     }
     println!("configuration '{}' OK", config.display());
