@@ -62,9 +62,11 @@ pub struct Lease {
     pub until_ms: u64,
 }
 
-/// Everything the VMs share, stored as JSON under [`RECORD_KEY`].
+/// Everything the VMs share, stored as JSON under [`RECORD_KEY`]. Unknown top-level keys make
+/// it foreign (another plugin's value under our key): it is then replaced, with an error log,
+/// instead of being read as an empty record. (An incompatible layout gets a new key.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Record {
     /// Parked endpoints by name.
     pub queue: BTreeMap<String, QueueEntry>,
@@ -447,6 +449,10 @@ mod tests {
         assert_eq!(Record::decode(b"").unwrap(), Record::default());
         assert!(Record::decode(b"{not json").is_err());
         assert!(Record::decode(b"[1,2]").is_err());
+        assert!(
+            Record::decode(br#"{"someone_else": 1}"#).is_err(),
+            "a foreign object"
+        );
         assert!(Record::decode(&[0xff, 0x00]).is_err());
         // The design's example layout decodes.
         let design = br#"{ "queue":  { "main": { "since_ms": 0, "reason": "status 503 via_upstream", "last_check_ms": 0,
