@@ -236,59 +236,7 @@ pub struct Host {
 impl Host {
     /// Starts the host and waits until `/ready` answers 200 (at most 60 s).
     pub async fn start(setup: &Setup) -> Host {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let config_path = dir.path().join("bootstrap.yaml");
-        std::fs::write(&config_path, setup.bootstrap(listen, admin)).expect("write bootstrap");
-        let mut cmd = Command::new(host_binary());
-        cmd.arg("-c")
-            .arg(&config_path)
-            .arg("--concurrency")
-            .arg(setup.concurrency.to_string())
-            .arg("--log-level")
-            .arg(&setup.log_level)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(state) = &setup.state_file {
-            cmd.arg("--state-file").arg(state);
-        }
-        let mut child = cmd.spawn().expect("spawn failover-host");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                }
-            });
-        }
-        let mut host = Host {
-            child,
-            lines,
-            listen,
-            admin,
-            config_path,
-            _dir: dir,
-        };
-        host.wait_ready(Duration::from_secs(60)).await;
-        host
+        Host::start_with_env(setup, &[]).await
     }
 
     /// Waits for `/ready` == 200.
