@@ -180,6 +180,21 @@ impl Verdict {
     }
 }
 
+/// True when `response.code_details` can change the verdict of an answer with this status and
+/// these flags (or its reason): only a configured failure status or a matching flag looks at it.
+/// The hot path reads that string property (a host call and a copy) only then; for every other
+/// answer [`classify`] decides the same with `code_details: None`.
+pub fn details_matter(
+    policy: &crate::config::FailurePolicy,
+    status: Option<u16>,
+    flags: Option<ResponseFlags>,
+) -> bool {
+    let Some(code) = status else {
+        return false;
+    };
+    flags.is_some_and(|f| f.0 & policy.response_flags.0 != 0) || policy.statuses.contains(code)
+}
+
 /// Classifies `obs` under `policy`.
 pub fn classify(policy: &crate::config::FailurePolicy, obs: &Observation) -> Verdict {
     let Some(code) = obs.status else {
@@ -230,6 +245,17 @@ pub fn decode_status(bytes: &[u8]) -> Option<u16> {
         .parse::<u16>()
         .ok()
         .filter(|c| (100..=599).contains(c))
+}
+
+/// True when a `content-type` value names `text/event-stream` (any case, any parameters):
+/// the answers whose body may carry an `event: error` frame. Compared in place, no copy.
+pub fn is_event_stream(content_type: &[u8]) -> bool {
+    let media = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    media.eq_ignore_ascii_case(b"text/event-stream")
 }
 
 /// True when `window` (whole lines of a `text/event-stream` body, possibly ending mid-line) has
@@ -349,6 +375,17 @@ mod tests {
     }
 
     #[test]
+    fn event_stream_content_types() {
+        assert!(is_event_stream(b"text/event-stream"));
+        assert!(is_event_stream(b"Text/Event-Stream; charset=utf-8"));
+        assert!(is_event_stream(b"  text/event-stream ;"));
+        assert!(!is_event_stream(b"application/json"));
+        assert!(!is_event_stream(b"text/event-streamx"));
+        assert!(!is_event_stream(b""));
+        assert!(!is_event_stream(&[0xff, 0xfe]));
+    }
+
+    #[test]
     fn sse_error_events_are_found_at_line_starts_only() {
         assert!(sse_error_event(
             b"event: message\ndata: {}\n\nevent: error\ndata: {}\n\n"
@@ -370,5 +407,47 @@ mod tests {
         assert_eq!(decode_status(b"abc"), None);
         assert_eq!(decode_status(b"9999"), None);
         assert_eq!(decode_status(&[0xff; 3]), None);
+    }
+
+    #[test]
+    fn code_details_are_read_only_when_they_can_matter() {
+        let p = policy();
+        let details = [
+            None,
+            Some("via_upstream".to_string()),
+            Some("upstream_reset_before_response_started{remote_reset}".to_string()),
+            Some("response_timeout".to_string()),
+        ];
+        let flag_sets = [
+            None,
+            Some(ResponseFlags(0)),
+            Some(ResponseFlags(0x10)),
+            Some(ResponseFlags(0x2000)),
+        ];
+        for code in (100..=599).map(Some).chain([None]) {
+            for flags in flag_sets {
+                if details_matter(&p, code, flags) {
+                    continue;
+                }
+                let lazy = classify(
+                    &p,
+                    &Observation {
+                        status: code,
+                        flags,
+                        code_details: None,
+                    },
+                );
+                for d in &details {
+                    let full = Observation {
+                        status: code,
+                        flags,
+                        code_details: d.clone(),
+                    };
+                    assert_eq!(classify(&p, &full), lazy, "{code:?} {flags:?} {d:?}");
+                }
+            }
+        }
+        // and a failure status does need them: a local 503 is not the upstream's 503
+        assert!(details_matter(&p, Some(503), None));
     }
 }

@@ -15,6 +15,7 @@
 //! as insert-if-absent.
 
 use crate::state::{Record, RECORD_KEY};
+use std::rc::Rc;
 
 /// Cas used to create a missing key (see the module docs). A live record carries it only after
 /// 2^32 − 2 successful sets in the whole process.
@@ -149,11 +150,13 @@ fn done<T>(
 }
 
 /// The per-VM copy of the record for the hot path: one `get` per request, and a JSON parse
-/// only when the cas moved since the last one.
+/// only when the cas moved since the last one. The copy is shared behind an `Rc` so a request
+/// holds it for free (no clone of the queue's maps per request) and nothing stays borrowed
+/// while the holder goes on to write.
 #[derive(Debug, Default)]
 pub struct RecordCache {
     cas: Option<u32>,
-    record: Record,
+    record: Rc<Record>,
 }
 
 impl RecordCache {
@@ -165,12 +168,14 @@ impl RecordCache {
     pub fn refresh(&mut self, store: &dyn SharedStore) -> Result<&Record, StoreError> {
         match store.get(RECORD_KEY)? {
             None => {
-                self.cas = None;
-                self.record = Record::default();
+                if self.cas.is_some() {
+                    self.cas = None;
+                    self.record = Rc::default();
+                }
             }
             Some((bytes, cas)) => {
                 if self.cas != Some(cas) {
-                    self.record = Record::decode(&bytes).unwrap_or_default();
+                    self.record = Rc::new(Record::decode(&bytes).unwrap_or_default());
                     self.cas = Some(cas);
                 }
             }
@@ -181,6 +186,11 @@ impl RecordCache {
     /// The copy from the last [`RecordCache::refresh`].
     pub fn record(&self) -> &Record {
         &self.record
+    }
+
+    /// The same copy, shared: what a request keeps while it decides.
+    pub fn shared(&self) -> Rc<Record> {
+        Rc::clone(&self.record)
     }
 }
 

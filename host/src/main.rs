@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use failover_host::bootstrap::{self, LoadOptions, WasmSource};
 use failover_host::server::{self, ServeOptions, Server};
 
+/// mimalloc instead of glibc malloc: a proxied request makes dozens of small, short-lived
+/// allocations across worker threads, where glibc's fastbin consolidation showed up as the
+/// largest single cost per request (bench/PROFILE.md). The library keeps the system allocator
+/// so embedders choose their own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "failover-host",

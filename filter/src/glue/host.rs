@@ -4,7 +4,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use proxy_wasm::types::{LogLevel, MetricType, Status};
 
 use crate::store::{SetResult, SharedStore, StoreError};
 
@@ -35,6 +35,38 @@ impl SharedStore for ProxyStore {
             }),
         }
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The ABI's `proxy_get_log_level`, declared here with a plain integer out-parameter: the
+    /// SDK's wrapper panics on a status it does not expect and reads the level straight into
+    /// an enum, and the filter must never panic on what a host hands it.
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+}
+
+/// Sets the filter's log filter to the host's level, so `debug!`/`trace!` lines are neither
+/// formatted in the guest nor copied to the host when the host would drop them (Envoy logs
+/// `info` and up by default). Called when a root context starts, is configured, and on every
+/// tick, so a level changed at run time (Envoy's `/logging` admin endpoint) is followed within
+/// one tick. An unknown answer leaves the level as it is.
+pub fn follow_host_log_level() {
+    let mut raw: u32 = u32::MAX;
+    // SAFETY: the host writes one u32 through a pointer to a live local.
+    let status = unsafe { proxy_get_log_level(&mut raw) };
+    if status != Status::Ok as u32 {
+        return;
+    }
+    let level = match raw {
+        0 => LogLevel::Trace,
+        1 => LogLevel::Debug,
+        2 => LogLevel::Info,
+        3 => LogLevel::Warn,
+        4 => LogLevel::Error,
+        5 => LogLevel::Critical,
+        _ => return,
+    };
+    proxy_wasm::set_log_level(level);
 }
 
 /// Wall-clock ms since the Unix epoch, as the host tells it (0 if it cannot).

@@ -26,7 +26,8 @@ use serde_json::json;
 use super::host::{now_ms, property, property_string};
 use super::plugin::Plugin;
 use crate::classify::{
-    classify, decode_status, decode_u64_le, Observation, Reason, ResponseFlags, Verdict,
+    classify, decode_status, decode_u64_le, details_matter, is_event_stream, Observation, Reason,
+    ResponseFlags, Verdict,
 };
 use crate::config::{EndpointIdx, HOP_BY_HOP};
 use crate::retry_after;
@@ -537,12 +538,17 @@ impl HttpContext for FailoverHttp {
         let status = self
             .get_http_response_header_bytes(":status")
             .and_then(|v| decode_status(&v));
+        let flags = property(&["response", "flags"])
+            .and_then(|b| decode_u64_le(&b))
+            .map(ResponseFlags::from_bits);
+        let policy = &self.plugin.config.failure;
         let obs = Observation {
             status,
-            flags: property(&["response", "flags"])
-                .and_then(|b| decode_u64_le(&b))
-                .map(ResponseFlags::from_bits),
-            code_details: property_string(&["response", "code_details"]),
+            flags,
+            // A string property costs a host call and a copy: read it only when it can matter.
+            code_details: details_matter(policy, status, flags)
+                .then(|| property_string(&["response", "code_details"]))
+                .flatten(),
         };
         match classify(&self.plugin.config.failure, &obs) {
             Verdict::Healthy => {
@@ -557,7 +563,7 @@ impl HttpContext for FailoverHttp {
                 self.response_complete = end_of_stream;
                 self.sse = self
                     .get_http_response_header_bytes("content-type")
-                    .is_some_and(|v| contains(&v.to_ascii_lowercase(), b"text/event-stream"));
+                    .is_some_and(|v| is_event_stream(&v));
                 Action::Continue
             }
             Verdict::Neutral => Action::Continue,
@@ -672,7 +678,3 @@ const SSE_TAIL: usize = 64;
 
 /// Envoy flags meaning the upstream side ended a started answer: UT, UR, UC, SI, UMSDR, UPE.
 const UPSTREAM_CUT_FLAGS: u64 = 0x4 | 0x10 | 0x40 | 0x10000 | 0x80000 | 0x800000;
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}

@@ -23,6 +23,7 @@ mod verifier;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
+    // Everything until the first root callback asks the host (host::follow_host_log_level).
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|context_id| Box::new(root::FailoverRoot::new(context_id)));
 }}

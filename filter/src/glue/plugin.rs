@@ -3,6 +3,7 @@
 //! line from the one VM whose write landed; repeats are `debug`.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use log::{debug, error, info, warn};
 
@@ -27,8 +28,9 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// The record as of now: one shared-data get, parsed only if it changed.
-    pub fn record(&self) -> Record {
+    /// The record as of now: one shared-data get, parsed only if it changed; shared, not
+    /// copied (the caller may write through [`Plugin::update`] while holding it).
+    pub fn record(&self) -> Rc<Record> {
         let mut cache = self.cache.borrow_mut();
         if let Err(e) = cache.refresh(&ProxyStore) {
             warn!(
@@ -36,7 +38,7 @@ impl Plugin {
                 self.label
             );
         }
-        cache.record().clone()
+        cache.shared()
     }
 
     /// Runs `transition` through the one CAS loop, logging host errors and corrupt records.

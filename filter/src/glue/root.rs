@@ -10,7 +10,7 @@ use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Bytes, ContextType};
 
-use super::host::{now_ms, property_string, Metrics};
+use super::host::{follow_host_log_level, now_ms, property_string, Metrics};
 use super::http::{FailoverHttp, Unconfigured};
 use super::plugin::Plugin;
 use super::verifier::Verifier;
@@ -60,10 +60,12 @@ impl Context for FailoverRoot {
 
 impl RootContext for FailoverRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        follow_host_log_level();
         true
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        follow_host_log_level();
         let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
         let label = if root_id.is_empty() {
             "failover".to_string()
@@ -115,6 +117,7 @@ impl RootContext for FailoverRoot {
     }
 
     fn on_tick(&mut self) {
+        follow_host_log_level();
         let (Some(plugin), Some(mut verifier)) = (self.plugin.clone(), self.verifier.take()) else {
             return;
         };
