@@ -287,6 +287,12 @@ impl Dir {
             Dir::Response => &mut st.response_headers,
         }
     }
+    fn changed(self, st: &mut StreamState) -> &mut bool {
+        match self {
+            Dir::Request => &mut st.request_headers_changed,
+            Dir::Response => &mut st.response_headers_changed,
+        }
+    }
     fn body(self, st: &mut StreamState) -> &mut Option<Vec<u8>> {
         match self {
             Dir::Request => &mut st.request_body,
@@ -396,12 +402,14 @@ async fn wait_resume(s: &HttpStream, dir: Dir) -> Step {
     }
 }
 
-/// Runs the headers callback of one filter (waiting out a Pause) and returns the headers as
-/// the filter left them.
-async fn run_headers(s: &HttpStream, dir: Dir, list: HeaderList, eos: bool) -> (Step, HeaderList) {
+/// Runs the headers callback of one filter (waiting out a Pause). The headers stay in the
+/// stream's state afterwards, where the plugin can still read them (request headers during the
+/// response, as in Envoy) and where the driver takes them from ([`headers_of`]).
+async fn run_headers(s: &HttpStream, dir: Dir, list: HeaderList, eos: bool) -> Step {
     let n = list.len();
     s.with(|st| {
         *dir.headers(st) = Some(list);
+        *dir.changed(st) = false;
         *dir.resume(st) = false;
     });
     let result = dir.call_headers(s, n, eos);
@@ -409,11 +417,19 @@ async fn run_headers(s: &HttpStream, dir: Dir, list: HeaderList, eos: bool) -> (
     if matches!(step, Step::Pause) {
         step = wait_resume(s, dir).await;
     }
-    let list = s
-        .with(|st| dir.headers(st).clone())
+    step
+}
+
+/// A copy of the headers as the filter of `s` left them (for the next filter in the chain).
+fn headers_of(s: &HttpStream, dir: Dir) -> HeaderList {
+    s.with(|st| dir.headers(st).clone())
         .flatten()
-        .unwrap_or_default();
-    (step, list)
+        .unwrap_or_default()
+}
+
+/// Whether the filter of `s` changed its headers.
+fn headers_changed(s: &HttpStream, dir: Dir) -> bool {
+    s.with(|st| *dir.changed(st)).unwrap_or(false)
 }
 
 /// Where a body chunk ended up after passing the filters in `order`.
@@ -536,13 +552,19 @@ where
     // ----- request headers -----
     let (mut parts, mut body) = req.into_parts();
     let meta = request_meta(&parts);
-    let mut list = request_to_list(&parts, &meta);
     let req_eos = http_body::Body::is_end_stream(&body);
+    // Each filter gets the headers as the one before left them; the head is rebuilt from the
+    // last filter's list only if some filter changed it (one copy per extra filter, none for one).
+    let mut request_changed = false;
     for (pos, &i) in order.iter().enumerate() {
         let s = &streams[i];
+        let list = match pos.checked_sub(1) {
+            None => request_to_list(&parts, &meta),
+            Some(prev) => headers_of(&streams[order[prev]], Dir::Request),
+        };
         s.with(|st| st.request = Some(meta.clone()));
-        let (step, new_list) = run_headers(s, Dir::Request, list, req_eos).await;
-        list = new_list;
+        let step = run_headers(s, Dir::Request, list, req_eos).await;
+        request_changed |= headers_changed(s, Dir::Request);
         match step {
             Step::Continue => {}
             Step::Pause => unreachable_pause(),
@@ -553,7 +575,13 @@ where
             Step::Fail => return fail_response(),
         }
     }
-    apply_request_list(&mut parts, &list);
+    if let (true, Some(&last)) = (request_changed, order.last()) {
+        streams[last].with(|st| {
+            if let Some(list) = &st.request_headers {
+                apply_request_list(&mut parts, list);
+            }
+        });
+    }
 
     // ----- forward, with the request body pumped through the filters concurrently -----
     let response = if req_eos {
@@ -603,12 +631,16 @@ where
     };
     let resp_eos = http_body::Body::is_end_stream(&rbody);
     let reverse: Vec<usize> = order.iter().rev().copied().collect();
-    let mut rlist = response_to_list(&rparts);
-    for &i in &reverse {
+    let mut response_changed = false;
+    for (pos, &i) in reverse.iter().enumerate() {
         let s = &streams[i];
+        let rlist = match pos.checked_sub(1) {
+            None => response_to_list(&rparts),
+            Some(prev) => headers_of(&streams[reverse[prev]], Dir::Response),
+        };
         s.with(|st| st.response = Some(rmeta.clone()));
-        let (step, new_list) = run_headers(s, Dir::Response, rlist, resp_eos).await;
-        rlist = new_list;
+        let step = run_headers(s, Dir::Response, rlist, resp_eos).await;
+        response_changed |= headers_changed(s, Dir::Response);
         match step {
             Step::Continue => {}
             Step::Pause => unreachable_pause(),
@@ -625,7 +657,13 @@ where
             Step::Fail => return fail_response(),
         }
     }
-    apply_response_list(&mut rparts, &rlist);
+    if let (true, Some(&last)) = (response_changed, reverse.last()) {
+        streams[last].with(|st| {
+            if let Some(list) = &st.response_headers {
+                apply_response_list(&mut rparts, list);
+            }
+        });
+    }
     mark_headers_sent(&streams);
     if resp_eos {
         drop(streams); // on_log / on_done / on_delete
@@ -731,8 +769,8 @@ async fn local_reply_via_chain(
     for &i in &reverse {
         let s = &streams[i];
         s.with(|st| st.response = Some(rmeta.clone()));
-        let (step, new_list) = run_headers(s, Dir::Response, list, eos).await;
-        list = new_list;
+        let step = run_headers(s, Dir::Response, list, eos).await;
+        list = headers_of(s, Dir::Response);
         match step {
             Step::Continue | Step::Pause => {}
             Step::LocalReply(second) => {

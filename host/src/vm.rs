@@ -690,6 +690,8 @@ impl PluginVm {
     /// Starts what host functions asked for during the last guest call (HTTP calls, timers).
     fn process_deferred(&self) {
         let (deferred, clusters) = match self.store.try_borrow_mut() {
+            // Most guest calls defer nothing: return before cloning the cluster handle.
+            Ok(s) if s.data().deferred.is_empty() => return,
             Ok(mut s) => (
                 std::mem::take(&mut s.data_mut().deferred),
                 s.data().clusters.clone(),
@@ -746,7 +748,7 @@ impl PluginVm {
     }
 
     fn on_tick(&self) {
-        if let Some(f) = self.exports.on_tick.clone() {
+        if let Some(f) = self.exports.on_tick.as_ref() {
             let root = self.root_context_id as i32;
             let _ = self.call("proxy_on_tick", self.root_context_id, |s| f.call(s, root));
         }
@@ -788,7 +790,7 @@ impl PluginVm {
             })
             .unwrap_or((0, 0, 0));
         self.with_state(|s| s.http_call_result = Some(CallResult { response }));
-        if let Some(f) = self.exports.on_http_call_response.clone() {
+        if let Some(f) = self.exports.on_http_call_response.as_ref() {
             let root = self.root_context_id as i32;
             let tok = token as i32;
             let _ = self.call("proxy_on_http_call_response", self.root_context_id, |s| {
@@ -819,7 +821,7 @@ impl PluginVm {
             .unwrap_or_else(|| Rc::new(tokio::sync::Notify::new()));
         let mut created = false;
         if !self.failed.get() {
-            created = match self.exports.on_context_create.clone() {
+            created = match self.exports.on_context_create.as_ref() {
                 Some(f) => {
                     let root = self.root_context_id as i32;
                     self.call("proxy_on_context_create", id, |s| {
@@ -847,10 +849,10 @@ impl PluginVm {
         }
         self.stop_timer();
         let root = self.root_context_id as i32;
-        if let Some(f) = self.exports.on_done.clone() {
+        if let Some(f) = self.exports.on_done.as_ref() {
             let _ = self.call("proxy_on_done", self.root_context_id, |s| f.call(s, root));
         }
-        if let Some(f) = self.exports.on_delete.clone() {
+        if let Some(f) = self.exports.on_delete.as_ref() {
             let _ = self.call("proxy_on_delete", self.root_context_id, |s| f.call(s, root));
         }
         self.with_state(|s| s.pending_calls.clear());
@@ -903,7 +905,13 @@ impl HttpStream {
             .flatten()
     }
 
-    fn action(&self, during: &str, f: Option<F3R>, a: usize, eos: bool) -> Result<Action, VmError> {
+    fn action(
+        &self,
+        during: &str,
+        f: Option<&F3R>,
+        a: usize,
+        eos: bool,
+    ) -> Result<Action, VmError> {
         let Some(f) = f else {
             return Ok(Action::Continue);
         };
@@ -913,7 +921,7 @@ impl HttpStream {
             .map(Action::from_abi)
     }
 
-    fn action2(&self, during: &str, f: Option<F2R>, a: usize) -> Result<Action, VmError> {
+    fn action2(&self, during: &str, f: Option<&F2R>, a: usize) -> Result<Action, VmError> {
         let Some(f) = f else {
             return Ok(Action::Continue);
         };
@@ -926,7 +934,7 @@ impl HttpStream {
     pub(crate) fn on_request_headers(&self, n: usize, eos: bool) -> Result<Action, VmError> {
         self.action(
             "proxy_on_request_headers",
-            self.vm.exports.on_request_headers.clone(),
+            self.vm.exports.on_request_headers.as_ref(),
             n,
             eos,
         )
@@ -934,7 +942,7 @@ impl HttpStream {
     pub(crate) fn on_request_body(&self, size: usize, eos: bool) -> Result<Action, VmError> {
         self.action(
             "proxy_on_request_body",
-            self.vm.exports.on_request_body.clone(),
+            self.vm.exports.on_request_body.as_ref(),
             size,
             eos,
         )
@@ -942,14 +950,14 @@ impl HttpStream {
     pub(crate) fn on_request_trailers(&self, n: usize) -> Result<Action, VmError> {
         self.action2(
             "proxy_on_request_trailers",
-            self.vm.exports.on_request_trailers.clone(),
+            self.vm.exports.on_request_trailers.as_ref(),
             n,
         )
     }
     pub(crate) fn on_response_headers(&self, n: usize, eos: bool) -> Result<Action, VmError> {
         self.action(
             "proxy_on_response_headers",
-            self.vm.exports.on_response_headers.clone(),
+            self.vm.exports.on_response_headers.as_ref(),
             n,
             eos,
         )
@@ -957,7 +965,7 @@ impl HttpStream {
     pub(crate) fn on_response_body(&self, size: usize, eos: bool) -> Result<Action, VmError> {
         self.action(
             "proxy_on_response_body",
-            self.vm.exports.on_response_body.clone(),
+            self.vm.exports.on_response_body.as_ref(),
             size,
             eos,
         )
@@ -965,7 +973,7 @@ impl HttpStream {
     pub(crate) fn on_response_trailers(&self, n: usize) -> Result<Action, VmError> {
         self.action2(
             "proxy_on_response_trailers",
-            self.vm.exports.on_response_trailers.clone(),
+            self.vm.exports.on_response_trailers.as_ref(),
             n,
         )
     }
@@ -978,13 +986,13 @@ impl HttpStream {
         }
         if self.created && !self.vm.failed.get() {
             let id = self.id as i32;
-            if let Some(f) = self.vm.exports.on_log.clone() {
+            if let Some(f) = self.vm.exports.on_log.as_ref() {
                 let _ = self.vm.call("proxy_on_log", self.id, |s| f.call(s, id));
             }
-            if let Some(f) = self.vm.exports.on_done.clone() {
+            if let Some(f) = self.vm.exports.on_done.as_ref() {
                 let _ = self.vm.call("proxy_on_done", self.id, |s| f.call(s, id));
             }
-            if let Some(f) = self.vm.exports.on_delete.clone() {
+            if let Some(f) = self.vm.exports.on_delete.as_ref() {
                 let _ = self.vm.call("proxy_on_delete", self.id, |s| f.call(s, id));
             }
         }

@@ -97,6 +97,18 @@ fn map_mut(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
     }
 }
 
+/// [`map_mut`] for a host function that changes the map: marks the head as changed.
+fn map_for_write(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
+    if let Some(stream) = state.stream() {
+        match map_type {
+            0 => stream.request_headers_changed = true,
+            2 => stream.response_headers_changed = true,
+            _ => {}
+        }
+    }
+    map_mut(state, map_type)
+}
+
 fn key(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<String> {
     Ok(memory::read_string(caller, ptr, len)?.to_ascii_lowercase())
 }
@@ -137,7 +149,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data()
                 .check_not_restricted("proxy_set_header_map_pairs")?;
             let pairs = decode(&memory::read(&mut caller, ptr, len)?).map_err(|_| malformed())?;
-            if let Some(map) = map_mut(caller.data_mut(), map_type) {
+            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
                 *map = pairs;
             }
             Ok(Status::Ok.code())
@@ -180,7 +192,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data()
                 .check_not_restricted("proxy_remove_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
-            if let Some(map) = map_mut(caller.data_mut(), map_type) {
+            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
                 map.retain(|(n, _)| *n != k);
             }
             Ok(Status::Ok.code())
@@ -201,7 +213,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .check_not_restricted("proxy_replace_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
-            if let Some(map) = map_mut(caller.data_mut(), map_type) {
+            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
                 replace(map, k, v);
             }
             Ok(Status::Ok.code())
@@ -222,7 +234,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .check_not_restricted("proxy_add_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
-            if let Some(map) = map_mut(caller.data_mut(), map_type) {
+            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
                 map.push((k, v));
             }
             Ok(Status::Ok.code())

@@ -57,6 +57,10 @@ pub(crate) struct StreamState {
     pub response_headers: Option<HeaderList>,
     pub response_body: Option<Vec<u8>>,
     pub response_trailers: Option<HeaderList>,
+    /// Set when a plugin changed the request (map 0) or response (map 2) headers: the driver
+    /// rebuilds the HTTP head from the list only then.
+    pub request_headers_changed: bool,
+    pub response_headers_changed: bool,
     /// Values stored with `proxy_set_property` (read back by `proxy_get_property`).
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
     pub local_reply: Option<LocalReply>,
@@ -81,6 +85,8 @@ impl StreamState {
             response_headers: None,
             response_body: None,
             response_trailers: None,
+            request_headers_changed: false,
+            response_headers_changed: false,
             properties: HashMap::new(),
             local_reply: None,
             resume_request: false,
