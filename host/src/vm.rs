@@ -512,7 +512,7 @@ impl PluginVm {
             });
         }
         store.data_mut().memory = memory;
-        store.data_mut().alloc = alloc;
+        store.data_mut().alloc = alloc.map(Rc::new);
 
         // Start functions: only logging and a few WASI calls are allowed (phase Initializing).
         let start_err = |during: &str, e: wasmtime::Error| VmError::Trap {

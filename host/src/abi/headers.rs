@@ -110,7 +110,9 @@ fn map_for_write(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList
 }
 
 fn key(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<String> {
-    Ok(memory::read_string(caller, ptr, len)?.to_ascii_lowercase())
+    let mut name = memory::read_string(caller, ptr, len)?;
+    name.make_ascii_lowercase();
+    Ok(name)
 }
 
 fn malformed() -> wasmtime::Error {

@@ -58,7 +58,9 @@ pub(crate) fn read_string(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<String> {
-    Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).into_owned())
+    let bytes = read(caller, ptr, len)?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Writes `data` at `ptr`; an out-of-bounds range traps.
