@@ -309,6 +309,44 @@ def markdown(rows, extras, meta, perf, store_table=None):
     return "\n".join(out) + "\n"
 
 
+README_BEGIN = "<!-- bench:begin (written by bench/run from bench/RESULTS.md; do not edit) -->"
+README_END = "<!-- bench:end -->"
+
+
+def headline(md):
+    """The machine/date paragraph and the first two tables (cases, ratios) of a report."""
+    lines = md.splitlines()
+    out, tables = [], 0
+    for i, line in enumerate(lines):
+        if i == 0 and line.startswith("## "):
+            continue
+        out.append(line)
+        if line.startswith("|") and (i + 1 == len(lines) or not lines[i + 1].startswith("|")):
+            tables += 1
+            if tables == 2:
+                break
+    while out and not out[0].strip():
+        out.pop(0)
+    out.append("")
+    out.append("All numbers of that run (size, memory, start-up, callgrind, `store::update` scaling): "
+               "[bench/RESULTS.md](bench/RESULTS.md); where the time goes: [bench/PROFILE.md](bench/PROFILE.md).")
+    return "\n".join(out)
+
+
+def update_readme(path, md):
+    """Replaces the block between the bench markers of the README with the headline."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.find(README_BEGIN)
+    end = text.find(README_END)
+    if start < 0 or end < start:
+        print(f"report.py: {path} has no bench markers; not updated", file=sys.stderr)
+        return
+    new = text[: start + len(README_BEGIN)] + "\n" + headline(md) + "\n" + text[end:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("results")
@@ -318,6 +356,7 @@ def main():
     ap.add_argument("--meta", action="append", default=[], help="key=value")
     ap.add_argument("--perf")
     ap.add_argument("--store-table", help="output of the store_update bench's --table mode")
+    ap.add_argument("--readme", help="also put the headline tables between the bench markers of this README")
     a = ap.parse_args()
     rows = load(a.results)
     if a.round is not None:
@@ -330,6 +369,8 @@ def main():
     if a.out:
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(md)
+    if a.readme:
+        update_readme(a.readme, md)
     return 0
 
 
