@@ -21,6 +21,10 @@
 //! every case a few hundred times without criterion (CI smoke run).
 //! `FAILOVER_BENCH_WASM=path.wasm` benches another build of the filter.
 
+/// The allocator `failover-host` ships with (host/src/main.rs), so the counts match the binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
