@@ -6,6 +6,8 @@
 //! dropped.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod dep_audit;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
