@@ -3,7 +3,8 @@
 #![no_main]
 
 use failover_filter::retry_after::{
-    deadline_ms, parse_go_duration_ms, parse_http_date_ms, parse_retry_after, parse_rfc3339_ms, MAX_DELAY_MS,
+    deadline_ms, parse_go_duration_ms, parse_http_date_ms, parse_retry_after, parse_rfc3339_ms,
+    MAX_DELAY_MS,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_go_duration_ms(&text);
     let headers = vec![
         ("retry-after".to_string(), text.to_string()),
-        ("anthropic-ratelimit-requests-reset".to_string(), text.to_string()),
+        (
+            "anthropic-ratelimit-requests-reset".to_string(),
+            text.to_string(),
+        ),
         ("x-ratelimit-reset-tokens".to_string(), text.to_string()),
     ];
     for status in [429, 503, 529] {

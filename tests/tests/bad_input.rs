@@ -12,6 +12,10 @@
 //! - A corrupt shared record in the state file is replaced and logged exactly once.
 //! - `failover_host::bootstrap::parse` under property-based fuzzing (arbitrary text and
 //!   mutations of a valid bootstrap), plus the `fuzz/corpus/bootstrap` seeds.
+//! - Header handling (`fuzz/props/headers.rs`, the very property the `headers` fuzz target
+//!   checks): the proxy-wasm header-map decoder, hop-by-hop stripping and the filter's
+//!   header-value parsers on arbitrary bytes, header lines and encoded maps, plus the
+//!   `fuzz/corpus/headers` seeds.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -477,6 +481,97 @@ async fn a_corrupt_shared_record_is_replaced_and_logged_once() {
         assert!(
             failover_filter::state::Record::decode(&value).is_ok(),
             "{label}: still corrupt after the run"
+        );
+    }
+}
+
+// ===== header handling under property-based fuzzing =====
+
+#[path = "../../fuzz/props/headers.rs"]
+mod header_props;
+
+/// Header names the properties care about, so that generated lines reach them often.
+const NAMES: &[&str] = &[
+    "retry-after",
+    "anthropic-ratelimit-requests-reset",
+    "x-ratelimit-reset-tokens",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "transfer-encoding",
+    "proxy-connection",
+    "x-hop",
+    "Connection",
+];
+
+fn header_lines() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop_oneof![
+        "(?s).{0,40}",
+        "[0-9]{1,25}",
+        "(te|trailers|close|x-hop|keep-alive)(, ?(te|x-hop|upgrade|Keep-Alive))*",
+        "[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4,20} [0-9:]{8} GMT",
+        "[0-9]{4,14}-[0-9]{2}-[0-9]{2}T[0-9:]{8}(Z|[+-][0-9]{2}:[0-9]{2})",
+        "([0-9]{1,12}(h|m|s|ms))+",
+    ];
+    proptest::collection::vec((proptest::sample::select(NAMES), value), 0..8).prop_map(|pairs| {
+        pairs
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes()
+    })
+}
+
+proptest! {
+    #[test]
+    fn headers_from_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        header_props::check(&data);
+    }
+
+    #[test]
+    fn headers_from_generated_lines(data in header_lines()) {
+        header_props::check(&data);
+    }
+
+    #[test]
+    fn headers_from_encoded_maps(
+        pairs in proptest::collection::vec((proptest::sample::select(NAMES), proptest::collection::vec(any::<u8>(), 0..30)), 0..6),
+        cut in any::<usize>(),
+    ) {
+        let pairs: Vec<(String, Vec<u8>)> = pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        let bytes = failover_host::headers::encode(&pairs);
+        header_props::check(&bytes);
+        // A map cut short anywhere: refused or (cut only after its last value) read, never a panic.
+        let prefix = &bytes[..cut % bytes.len().max(1)];
+        header_props::check(prefix);
+    }
+}
+
+#[test]
+fn headers_corpus() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/headers");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/headers") {
+        let path = entry.expect("entry").path();
+        eprintln!("{}", path.display());
+        header_props::check(&std::fs::read(&path).expect("read"));
+        n += 1;
+    }
+    assert!(n > 0, "empty corpus");
+}
+
+#[test]
+fn the_header_map_decoder_refuses_truncated_maps() {
+    let pairs = vec![("retry-after".to_string(), b"3".to_vec())];
+    let bytes = failover_host::headers::encode(&pairs);
+    assert_eq!(failover_host::headers::decode(&bytes), Ok(pairs));
+    for cut in 1..bytes.len() - 1 {
+        assert!(
+            failover_host::headers::decode(&bytes[..cut]).is_err(),
+            "prefix of {cut} bytes accepted"
         );
     }
 }

@@ -5,77 +5,14 @@
 //! Names are lower-cased as Envoy does. Maps that do not exist right now read as empty and
 //! ignore writes (the SDK accepts only OK there); a missing single value is NOT_FOUND.
 //!
-//! Wire format (the SDK's `serialize_map`): u32 count, then per pair u32 name length and u32
-//! value length, then per pair name bytes, NUL, value bytes, NUL. All little-endian.
+//! The wire format lives in [`crate::headers`].
 
 use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::{HeaderList, HostState};
 use super::Status;
-
-/// Encodes `pairs` in the proxy-wasm map format.
-pub(crate) fn encode(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
-
-/// Why a serialized map could not be decoded.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct MalformedMap;
-
-fn u32_at(bytes: &[u8], at: usize) -> Result<usize, MalformedMap> {
-    let b = bytes.get(at..at + 4).ok_or(MalformedMap)?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-}
-
-/// Decodes the proxy-wasm map format; empty input is an empty map. Bounds are checked.
-pub(crate) fn decode(bytes: &[u8]) -> Result<HeaderList, MalformedMap> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = u32_at(bytes, 0)?;
-    let mut data = count
-        .checked_mul(8)
-        .and_then(|n| n.checked_add(4))
-        .ok_or(MalformedMap)?;
-    if data > bytes.len() {
-        return Err(MalformedMap);
-    }
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let klen = u32_at(bytes, 4 + i * 8)?;
-        let vlen = u32_at(bytes, 8 + i * 8)?;
-        let key = bytes
-            .get(data..data.checked_add(klen).ok_or(MalformedMap)?)
-            .ok_or(MalformedMap)?;
-        data += klen + 1;
-        let value = bytes
-            .get(data..data.checked_add(vlen).ok_or(MalformedMap)?)
-            .ok_or(MalformedMap)?;
-        data += vlen + 1;
-        out.push((
-            String::from_utf8_lossy(key).to_ascii_lowercase(),
-            value.to_vec(),
-        ));
-    }
-    Ok(out)
-}
+use crate::headers::{decode, encode};
 
 /// Which header list of the current context `map_type` names, if it exists now.
 fn map_mut(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
@@ -264,50 +201,6 @@ pub(crate) fn replace(map: &mut HeaderList, name: String, value: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Golden bytes: the SDK's own fixture for this map (hostcalls.rs, SERIALIZED_MAP).
-    #[rustfmt::skip]
-    const GOLDEN: &[u8] = &[
-        4, 0, 0, 0,                           // 4 pairs
-        7, 0, 0, 0, 3, 0, 0, 0,               // ":method" / "GET"
-        5, 0, 0, 0, 8, 0, 0, 0,               // ":path" / "/bytes/1"
-        10, 0, 0, 0, 11, 0, 0, 0,             // ":authority" / "httpbin.org"
-        10, 0, 0, 0, 10, 0, 0, 0,             // "powered-by" / "proxy-wasm"
-        b':', b'm', b'e', b't', b'h', b'o', b'd', 0, b'G', b'E', b'T', 0,
-        b':', b'p', b'a', b't', b'h', 0, b'/', b'b', b'y', b't', b'e', b's', b'/', b'1', 0,
-        b':', b'a', b'u', b't', b'h', b'o', b'r', b'i', b't', b'y', 0,
-        b'h', b't', b't', b'p', b'b', b'i', b'n', b'.', b'o', b'r', b'g', 0,
-        b'p', b'o', b'w', b'e', b'r', b'e', b'd', b'-', b'b', b'y', 0,
-        b'p', b'r', b'o', b'x', b'y', b'-', b'w', b'a', b's', b'm', 0,
-    ];
-
-    fn pairs() -> HeaderList {
-        vec![
-            (":method".into(), b"GET".to_vec()),
-            (":path".into(), b"/bytes/1".to_vec()),
-            (":authority".into(), b"httpbin.org".to_vec()),
-            ("powered-by".into(), b"proxy-wasm".to_vec()),
-        ]
-    }
-
-    #[test]
-    fn encodes_golden_bytes() {
-        assert_eq!(encode(&pairs()), GOLDEN);
-    }
-
-    #[test]
-    fn decodes_golden_bytes_and_round_trips() {
-        assert_eq!(decode(GOLDEN).unwrap(), pairs());
-        assert_eq!(decode(&encode(&[])).unwrap(), Vec::new());
-        assert_eq!(decode(&[]).unwrap(), Vec::new());
-    }
-
-    #[test]
-    fn rejects_truncated_and_oversized_maps() {
-        assert_eq!(decode(&GOLDEN[..GOLDEN.len() - 3]), Err(MalformedMap));
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff]), Err(MalformedMap));
-        assert_eq!(decode(&[1, 0]), Err(MalformedMap));
-    }
 
     #[test]
     fn replace_keeps_one_value() {

@@ -13,10 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 
-use super::headers;
 use super::memory;
 use super::state::{Deferred, HostState};
 use super::Status;
+use crate::headers;
 use crate::vm::CallRequest;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

@@ -7,10 +7,10 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::headers;
 use super::memory;
 use super::state::{HostState, LocalReply};
 use super::Status;
+use crate::headers;
 
 const HTTP_REQUEST: i32 = 0;
 const HTTP_RESPONSE: i32 = 1;

@@ -5,11 +5,12 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http::{header, HeaderValue, Request, Response};
 
 use super::cluster::Clusters;
 use super::local_reply::LocalReply;
 use crate::bootstrap::{Listener, Route, RouteTarget, VirtualHost};
+use crate::headers::strip_hop_by_hop;
 use crate::stream::{Body, UpstreamInfo};
 
 /// One listener's route table bound to a worker's clusters.
@@ -18,16 +19,6 @@ pub struct Router {
     virtual_hosts: Vec<VirtualHost>,
     clusters: Rc<Clusters>,
 }
-
-/// Headers that belong to one connection and are never forwarded.
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-];
 
 impl Router {
     /// A router for `listener` over `clusters`.
@@ -131,38 +122,6 @@ fn prepare_upstream_request(req: &mut Request<Body>, timeout: Option<Duration>) 
     }
 }
 
-/// Drops connection-scoped headers.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most requests carry none of them: one pass over the names (no parsing, no hashing)
-    // before paying for six removals.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
-        return;
-    }
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for name in HOP_BY_HOP {
-        if name == "te" {
-            // `te: trailers` may pass.
-            let keep = headers
-                .get("te")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-            if keep {
-                continue;
-            }
-        }
-        headers.remove(name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,23 +148,5 @@ mod tests {
         assert_eq!(pick("api.other.org"), Some("prefix"));
         assert_eq!(pick("other"), Some("any"));
         assert!(select_virtual_host(&vhs[1..2], "nothing").is_none());
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-private"));
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("te", HeaderValue::from_static("trailers"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert!(
-            h.get("connection").is_none()
-                && h.get("x-private").is_none()
-                && h.get("keep-alive").is_none()
-        );
-        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
-        assert!(h.get("x-kept").is_some());
     }
 }
