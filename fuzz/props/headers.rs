@@ -69,13 +69,17 @@ fn check_pairs(pairs: &[(String, Vec<u8>)]) {
             map.append(name, value);
         }
     }
-    let named: Vec<String> = map
-        .get_all(http::header::CONNECTION)
+    // What `Connection` names, worked out from the input pairs (not from the map the code
+    // under test reads): every comma-separated token of a valid `connection` value.
+    let named: Vec<String> = pairs
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .filter(|(k, v)| k.eq_ignore_ascii_case("connection") && HeaderValue::from_bytes(v).is_ok())
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|t| t.trim_matches([' ', '\t']).to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
         .collect();
     strip_hop_by_hop(&mut map);
     for name in HOP_BY_HOP {

@@ -8,7 +8,7 @@
 //! Wire format (the SDK's `serialize_map`): u32 count, then per pair u32 name length and u32
 //! value length, then per pair name bytes, NUL, value bytes, NUL. All little-endian.
 
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
 
 /// Encodes `pairs` in the proxy-wasm map format.
 pub fn encode(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -90,16 +90,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
         return;
     }
-    let named: Vec<String> = headers
+    // Tokens are read from the bytes, so that one odd byte elsewhere in a `Connection` value
+    // does not let the headers it names through; what is not a header name names nothing.
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .collect();
     for name in named {
-        headers.remove(name.as_str());
+        headers.remove(name);
     }
     for name in HOP_BY_HOP {
         if name == "te" {

@@ -188,18 +188,12 @@ pub fn wat_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\{b:02x}")).collect()
 }
 
-/// The proxy-wasm map encoding (same as the SDK's `serialize_map`).
+/// The proxy-wasm map encoding: the host's own encoder, which its unit tests pin to the SDK's
+/// `serialize_map` fixture byte for byte.
 pub fn encode_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    let owned: Vec<(String, Vec<u8>)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    failover_host::headers::encode(&owned)
 }
