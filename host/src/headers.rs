@@ -181,4 +181,17 @@ mod tests {
         assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
         assert!(h.get("x-kept").is_some());
     }
+
+    #[test]
+    fn an_odd_byte_in_connection_does_not_let_named_headers_through() {
+        let mut h = HeaderMap::new();
+        let value = HeaderValue::from_bytes(b"x-secret, caf\xe9, Keep-Alive")
+            .expect("obs-text is a valid value");
+        h.insert("connection", value);
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get("connection").is_none());
+        assert!(h.get("x-kept").is_some());
+    }
 }
