@@ -550,17 +550,25 @@ proptest! {
     }
 }
 
-#[test]
-fn headers_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/headers");
+/// Runs `check` on every file of `fuzz/corpus/<target>/` (the libFuzzer corpus `fuzz/run`
+/// keeps), naming each file first so that a failure says which one.
+fn replay_corpus(target: &str, check: impl Fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/headers") {
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("entry").path();
         eprintln!("{}", path.display());
-        header_props::check(&std::fs::read(&path).expect("read"));
+        check(&std::fs::read(&path).expect("read"));
         n += 1;
     }
-    assert!(n > 0, "empty corpus");
+    assert!(n > 0, "empty corpus {}", dir.display());
+}
+
+#[test]
+fn headers_corpus() {
+    replay_corpus("headers", header_props::check);
 }
 
 #[test]
@@ -653,14 +661,7 @@ proptest! {
 
 #[test]
 fn bootstrap_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/bootstrap");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/bootstrap") {
-        let path = entry.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
-        eprintln!("{}", path.display());
-        parse_bootstrap(&String::from_utf8_lossy(&bytes));
-        n += 1;
-    }
-    assert!(n > 0, "empty corpus");
+    replay_corpus("bootstrap", |bytes| {
+        parse_bootstrap(&String::from_utf8_lossy(bytes))
+    });
 }
