@@ -165,6 +165,20 @@ mod tests {
     }
 
     #[test]
+    fn every_prefix_cut_inside_the_map_is_refused() {
+        let pairs = vec![("retry-after".to_string(), b"3".to_vec())];
+        let bytes = encode(&pairs);
+        assert_eq!(decode(&bytes), Ok(pairs));
+        // Only the last value's terminating NUL may be missing (the decoder reads by length).
+        for cut in 1..bytes.len() - 1 {
+            assert!(
+                decode(&bytes[..cut]).is_err(),
+                "prefix of {cut} bytes accepted"
+            );
+        }
+    }
+
+    #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("close, x-private"));

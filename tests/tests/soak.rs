@@ -145,7 +145,11 @@ async fn soak(observations: u64) {
     );
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let curve: Vec<String> = (1..=10)
-        .filter_map(|k| samples.get(samples.len() * k / 10 - 1))
+        .filter_map(|k| {
+            (samples.len() * k / 10)
+                .checked_sub(1)
+                .and_then(|i| samples.get(i))
+        })
         .map(|(done, rss)| format!("{done}:{rss}"))
         .collect();
 
