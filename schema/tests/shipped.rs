@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use failover_envoy_schema::{validate_file, PluginConfiguration, PluginKind};
 
 #[test]
@@ -44,22 +46,74 @@ fn shipped_envoy_yaml_is_valid_and_has_filter_and_singleton_verifier() {
     assert_eq!(validated.static_clusters(), ["anthropic", "spare", "mock"]);
 }
 
-#[test]
-fn every_bootstrap_under_examples_configs_is_valid() {
-    let dir = common::repo_file("examples/configs");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return; // no bootstraps there (yet): nothing to check
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let is_yaml = matches!(
+/// YAML files that are not Envoy bootstraps, checked by `deploy_files.rs` instead. Any other
+/// YAML under `envoy/` or `examples/` must be a bootstrap, so a new one cannot slip past.
+const NOT_BOOTSTRAPS: [&str; 2] = [
+    "envoy/docker-compose.yaml",
+    "envoy/istio-wasmplugin.yaml",
+];
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        );
-        if is_yaml {
-            if let Err(e) = validate_file(&path) {
-                panic!("{}: {e}", path.display());
-            }
+        ) {
+            out.push(path);
         }
     }
+}
+
+/// Every bootstrap we ship — `envoy/` and `examples/`, subfolders included — decodes under
+/// Envoy's schema, its plugin JSON passes the filter's own parser, and each plugin's
+/// `route_header` is the header the route reads its cluster from (a mismatch would route
+/// every request to no cluster at all, which no schema can see).
+#[test]
+fn every_shipped_bootstrap_is_valid_and_routes_by_the_plugins_header() {
+    let root = common::repo_file("");
+    let mut files = Vec::new();
+    for dir in ["envoy", "examples"] {
+        yaml_files(&root.join(dir), &mut files);
+    }
+    files.sort();
+    let mut bootstraps = Vec::new();
+    for path in &files {
+        let relative = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        if NOT_BOOTSTRAPS.contains(&relative.as_str()) {
+            continue;
+        }
+        let validated = validate_file(path).unwrap_or_else(|e| panic!("{relative}: {e}"));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{relative}: {e}"));
+        let plugins = validated.plugins();
+        assert!(!plugins.is_empty(), "{relative}: no failover plugin in it");
+        for plugin in plugins {
+            let PluginConfiguration::String(json) = &plugin.configuration else {
+                panic!("{relative}: {} has no plugin JSON", plugin.path);
+            };
+            let config = failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
+                .unwrap_or_else(|e| panic!("{relative}: {}: {e}", plugin.path));
+            let header = config.route_header.as_str();
+            assert!(
+                text.contains(&format!("cluster_header: {header}")),
+                "{relative}: the plugin sets `{header}` but no route reads its cluster from it"
+            );
+        }
+        bootstraps.push(relative);
+    }
+    assert!(
+        bootstraps.contains(&"envoy/envoy.yaml".to_string())
+            && bootstraps.contains(&"examples/configs/two-mocks.yaml".to_string()),
+        "the scan missed a shipped bootstrap: {bootstraps:?}"
+    );
 }

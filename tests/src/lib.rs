@@ -586,27 +586,43 @@ impl Host {
     /// to get the plugin's `trace` lines without the Wasm compiler's own trace output, which
     /// makes a debug build take minutes to start).
     pub async fn start_with_env(setup: &Setup, env: &[(&str, &str)]) -> Host {
-        let dir = tempfile::tempdir().expect("tempdir");
         let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let concurrency = setup.concurrency.to_string();
+        let mut args = vec![
+            "--concurrency",
+            concurrency.as_str(),
+            "--log-level",
+            setup.log_level.as_str(),
+        ];
+        if let Some(state) = setup.state_file.as_ref().and_then(|p| p.to_str()) {
+            args.extend(["--state-file", state]);
+        }
+        Host::start_bootstrap(&setup.bootstrap(listen, admin), listen, admin, &args, env).await
+    }
+
+    /// Starts the host on any bootstrap text (a shipped file, say) whose listener is `listen`
+    /// and admin listener `admin`, with extra command-line `args` and environment `env`.
+    pub async fn start_bootstrap(
+        yaml: &str,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("bootstrap.yaml");
-        std::fs::write(&config_path, setup.bootstrap(listen, admin)).expect("write bootstrap");
+        std::fs::write(&config_path, yaml).expect("write bootstrap");
         let mut cmd = Command::new(host_binary());
         cmd.arg("-c")
             .arg(&config_path)
-            .arg("--concurrency")
-            .arg(setup.concurrency.to_string())
-            .arg("--log-level")
-            .arg(&setup.log_level)
+            .args(args)
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(state) = &setup.state_file {
-            cmd.arg("--state-file").arg(state);
-        }
         let mut child = cmd.spawn().expect("spawn failover-host");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [

@@ -1,0 +1,158 @@
+//! The configs we ship run, unedited but for their ports, in `failover-host`: `envoy/envoy.yaml`
+//! (the Envoy bootstrap, with its real HTTPS cluster that cannot be reached from here) and every
+//! bootstrap under `examples/configs/`. Their schema is checked in `schema/tests/shipped.rs`; this
+//! suite proves they also *work*: traffic is answered, a broken endpoint is parked once, and the
+//! secrets of one endpoint never reach another.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use failover_tests::{eventually, free_port, get, mock, mock_upstream, send, Host};
+use serde_json::Value;
+
+/// The shipped file with each fixed port replaced by a free or a mock's one. A port that is
+/// not in the file is a test bug (the file changed), so it fails loudly.
+fn with_ports(path: &str, ports: &[(u16, u16)]) -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    let mut text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    for (from, to) in ports {
+        let needle = format!("port_value: {from} ");
+        assert!(
+            text.contains(&needle),
+            "{path} no longer has `{needle}`: update this test"
+        );
+        text = text
+            .replace(&needle, &format!("port_value: {to} "))
+            .replace(&format!("127.0.0.1:{from}\""), &format!("127.0.0.1:{to}\""));
+    }
+    text
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+async fn status(host: &Host) -> Value {
+    let a = get(host.listen, "/failover/status")
+        .await
+        .expect("status page");
+    assert_eq!(a.status, 200, "{}", a.text());
+    serde_json::from_slice(&a.body).expect("status JSON")
+}
+
+async fn post(host: &Host) -> failover_tests::Answer {
+    send(
+        host.listen,
+        "POST",
+        "/v1/messages",
+        &[("content-type", "application/json")],
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await
+    .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
+    let spare = mock_upstream("spare", mock::Schedule::default()).await;
+    let local = mock_upstream("mock", mock::Schedule::default()).await;
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = with_ports(
+        "envoy/envoy.yaml",
+        &[
+            (10000, listen),
+            (9901, admin),
+            (8081, spare.addr().port()),
+            (8082, local.addr().port()),
+        ],
+    );
+    let key = "sk-test-envoy-yaml-secret";
+    let host = Host::start_bootstrap(
+        &yaml,
+        loopback(listen),
+        loopback(admin),
+        &["--wasm", "builtin", "--concurrency", "2"],
+        &[("ANTHROPIC_API_KEY", key)],
+    )
+    .await;
+
+    // `main` (api.anthropic.com over TLS) cannot be reached from a test machine: every request
+    // must still be answered, by the spare, inside the request.
+    for _ in 0..20 {
+        let a = post(&host).await;
+        assert_eq!(a.status, 200, "{}\n{}", a.text(), host.logs());
+        assert_eq!(a.header("x-mock-name"), Some("spare"), "{}", host.logs());
+    }
+    let s = status(&host).await;
+    assert_eq!(s["queue_size"], 1, "{s}");
+    assert!(s["queue"]["main"].is_object(), "main is parked: {s}");
+    assert_eq!(s["stats"]["total_failed"], 1, "{s}");
+    assert!(!s.to_string().contains(key), "the status page shows the key");
+    assert_eq!(
+        host.count_lines(&["\"main\" added to failure queue"]),
+        1,
+        "{}",
+        host.logs()
+    );
+    // The API key belongs to `main`: never sent to another endpoint, never logged.
+    let seen = spare.requests();
+    assert!(seen.len() >= 20, "spare saw {} requests", seen.len());
+    for r in seen {
+        assert!(
+            r.headers.iter().all(|(n, v)| n != "x-api-key" && v != key),
+            "the spare got main's key: {:?}",
+            r.headers
+        );
+    }
+    assert!(!host.logs().contains(key), "the key is in the logs");
+    assert_eq!(local.stats().requests, 0, "the third group was never needed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_two_mocks_yaml_fails_over_parks_once_and_recovers() {
+    let a = mock_upstream("a", mock::FailMode::status(503).into()).await;
+    let b = mock_upstream("b", mock::Schedule::default()).await;
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = with_ports(
+        "examples/configs/two-mocks.yaml",
+        &[
+            (10000, listen),
+            (9901, admin),
+            (8001, a.addr().port()),
+            (8002, b.addr().port()),
+        ],
+    );
+    let host = Host::start_bootstrap(
+        &yaml,
+        loopback(listen),
+        loopback(admin),
+        &["--concurrency", "2"],
+        &[],
+    )
+    .await;
+
+    for _ in 0..20 {
+        let r = post(&host).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-mock-name"), Some("b"));
+    }
+    let s = status(&host).await;
+    assert_eq!(s["stats"]["total_failed"], 1, "{s}");
+    assert_eq!(s["queue_size"], 1, "{s}");
+
+    // `a` answers again: the singleton verifier (every 2 s) brings it back, and traffic with it.
+    a.set_mode(mock::FailMode::Healthy).await;
+    let back = eventually(Duration::from_secs(15), || async {
+        let s = status(&host).await;
+        (s["queue_size"] == 0 && s["stats"]["total_recovered"] == 1).then_some(s)
+    })
+    .await;
+    assert!(back.is_some(), "a never recovered:\n{}", host.logs());
+    let r = post(&host).await;
+    assert_eq!(r.header("x-mock-name"), Some("a"), "{}", r.text());
+    assert_eq!(host.stat("failover.queue_size").await, 0);
+    assert_eq!(host.stat("failover.recoveries").await, 1);
+}
