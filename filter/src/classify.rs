@@ -335,6 +335,25 @@ mod tests {
         assert!(classify(&p, &obs(Some(504), 0x4, "upstream_response_timeout")).is_failure());
         // retry limit on top of a reset
         assert!(classify(&p, &obs(Some(503), 0x8010, "x")).is_failure());
+        // no healthy upstream host: local 503 UH
+        assert!(classify(&p, &obs(Some(503), 0x2, "no_healthy_upstream")).is_failure());
+        // upstream connection termination: local 503 UC
+        assert!(classify(
+            &p,
+            &obs(
+                Some(503),
+                0x40,
+                "upstream_reset_before_response_started{connection_termination}"
+            )
+        )
+        .is_failure());
+        // each of the six flag bits alone, whatever the status (the bits, not the code, decide)
+        for bit in [0x2, 0x4, 0x10, 0x20, 0x40, 0x8000] {
+            assert!(
+                classify(&p, &obs(Some(200), bit, "x")).is_failure(),
+                "{bit:#x}"
+            );
+        }
         // a 503 another filter generated (no route) must not park the endpoint
         assert_eq!(
             classify(&p, &obs(Some(503), 0x100, "route_not_found")),

@@ -34,3 +34,61 @@ fn demo_with_duration_runs_and_prints_a_plain_summary() {
         "no answer from any mock: {summary}"
     );
 }
+
+/// Without `--duration` the demo runs until Ctrl-C; SIGINT (what the terminal sends) ends it
+/// cleanly: exit 0, the final summary, no panic.
+#[test]
+fn demo_ends_cleanly_on_ctrl_c() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn failover-host demo");
+    let out = collect(&mut child, "stdout");
+    let err = collect(&mut child, "stderr");
+    let text = |lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>| {
+        lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    };
+    // Wait for the first frame: traffic is flowing and the Ctrl-C handler is installed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !text(&out).contains("requests sent: ") {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("demo exited early ({status}): {}", text(&err));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no frame within 120 s: {}",
+            text(&err)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("demo did not stop within 30 s of Ctrl-C: {}", text(&err));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let (stdout, stderr) = (text(&out), text(&err));
+    assert!(status.success(), "exit {status} after Ctrl-C: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stdout.ends_with("demo finished"), "{stdout}");
+    assert!(stdout.contains("total_failed="), "{stdout}");
+}

@@ -48,10 +48,7 @@ fn shipped_envoy_yaml_is_valid_and_has_filter_and_singleton_verifier() {
 
 /// YAML files that are not Envoy bootstraps, checked by `deploy_files.rs` instead. Any other
 /// YAML under `envoy/` or `examples/` must be a bootstrap, so a new one cannot slip past.
-const NOT_BOOTSTRAPS: [&str; 2] = [
-    "envoy/docker-compose.yaml",
-    "envoy/istio-wasmplugin.yaml",
-];
+const NOT_BOOTSTRAPS: [&str; 2] = ["envoy/docker-compose.yaml", "envoy/istio-wasmplugin.yaml"];
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries =
@@ -101,8 +98,9 @@ fn every_shipped_bootstrap_is_valid_and_routes_by_the_plugins_header() {
             let PluginConfiguration::String(json) = &plugin.configuration else {
                 panic!("{relative}: {} has no plugin JSON", plugin.path);
             };
-            let config = failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
-                .unwrap_or_else(|e| panic!("{relative}: {}: {e}", plugin.path));
+            let config =
+                failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
+                    .unwrap_or_else(|e| panic!("{relative}: {}: {e}", plugin.path));
             let header = config.route_header.as_str();
             assert!(
                 text.contains(&format!("cluster_header: {header}")),

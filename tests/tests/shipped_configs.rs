@@ -16,8 +16,8 @@ fn with_ports(path: &str, ports: &[(u16, u16)]) -> String {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(path);
-    let mut text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let mut text =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     for (from, to) in ports {
         let needle = format!("port_value: {from} ");
         assert!(
@@ -90,7 +90,10 @@ async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
     assert_eq!(s["queue_size"], 1, "{s}");
     assert!(s["queue"]["main"].is_object(), "main is parked: {s}");
     assert_eq!(s["stats"]["total_failed"], 1, "{s}");
-    assert!(!s.to_string().contains(key), "the status page shows the key");
+    assert!(
+        !s.to_string().contains(key),
+        "the status page shows the key"
+    );
     assert_eq!(
         host.count_lines(&["\"main\" added to failure queue"]),
         1,
@@ -108,7 +111,11 @@ async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
         );
     }
     assert!(!host.logs().contains(key), "the key is in the logs");
-    assert_eq!(local.stats().requests, 0, "the third group was never needed");
+    assert_eq!(
+        local.stats().requests,
+        0,
+        "the third group was never needed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,7 +58,7 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
     }
 }
 
-fn collect(child: &mut Child, which: &str) -> Arc<Mutex<Vec<String>>> {
+pub fn collect(child: &mut Child, which: &str) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l = lines.clone();
     let reader: Box<dyn std::io::Read + Send> = match which {
