@@ -217,6 +217,7 @@ async fn all_endpoints_failing_gives_the_last_real_answer_and_the_tried_list() {
     assert_eq!(first.header("x-which"), Some("from-c"));
     assert_eq!(first.header("x-mock-name"), Some("c"));
     assert_eq!(first.header("x-failover-tried"), Some("a, b, c"));
+    assert_eq!(first.header("x-failover-not-replayed"), None, "it was replayed");
     let status = host.status().await;
     assert_eq!(stat(&status, "total_failed"), 3, "{status:#}");
 
@@ -348,6 +349,10 @@ async fn body_over_the_limit_is_passed_through_and_not_replayed() {
         over.text()
     );
     assert_eq!(over.header("x-failover-tried"), Some("bad"));
+    assert_eq!(
+        over.header("x-failover-not-replayed"),
+        Some("request-body-over-limit")
+    );
     assert_eq!(
         good.stats().requests,
         0,

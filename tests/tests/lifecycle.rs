@@ -211,3 +211,50 @@ async fn without_a_state_file_a_restart_forgets_the_queue() {
     assert_eq!(bad.stats().requests_on("/v1/messages"), before + 1);
     assert_eq!(stat(&host.status().await, "total_failed"), 1);
 }
+
+/// A reload swaps the VMs while requests are in flight: the old generation drains, so a
+/// request that started before SIGHUP (on a 2 s upstream) still gets its full answer, from the
+/// endpoint it was sent to, and no endpoint is parked by the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_in_flight_during_a_reload_complete() {
+    let slow = mock_upstream(
+        "slow",
+        mock::FailMode::Delay {
+            delay: Duration::from_secs(2),
+        }
+        .into(),
+    )
+    .await;
+    let setup = Setup::new(
+        plugin_config(&[("slow", "slow", "primary")]),
+        &[("slow", slow.addr())],
+    );
+    let host = Host::start(&setup).await;
+    let in_flight: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = host.listen;
+            tokio::spawn(async move {
+                send(addr, "POST", "/v1/messages", &[], format!("{{\"n\":{i}}}")).await
+            })
+        })
+        .collect();
+    // Every request has reached the upstream (and so passed the old VMs' filters) before HUP.
+    let arrived = eventually(Duration::from_secs(10), || async {
+        (slow.stats().requests >= 8).then_some(())
+    })
+    .await;
+    assert!(arrived.is_some(), "requests never reached the upstream");
+    host.signal("HUP");
+    for t in in_flight {
+        let a = t.await.expect("task").expect("request during reload");
+        assert_eq!(a.status, 200, "{}\n{}", a.text(), host.logs());
+        assert_eq!(a.header("x-mock-name"), Some("slow"));
+    }
+    let st = host.status().await;
+    assert_eq!(stat(&st, "total_failed"), 0, "{st:#}");
+    assert!(
+        host.count_lines(&["reload"]) >= 1,
+        "no reload in the logs:\n{}",
+        host.logs()
+    );
+}

@@ -51,6 +51,11 @@ enum LastAnswer {
     },
 }
 
+/// Response header set when a failed answer reaches the client unreplayed because the request
+/// itself could not be replayed (its value says why), so a client can tell "every endpoint
+/// failed" from "failover was not possible for this request".
+pub const NOT_REPLAYED_HEADER: &str = "x-failover-not-replayed";
+
 /// One request.
 pub struct FailoverHttp {
     ctx: u32,
@@ -245,20 +250,25 @@ impl FailoverHttp {
             .record_failure(self.ctx, idx, reason, not_before_ms);
     }
 
+    /// Why this request cannot be replayed at all, as the value of [`NOT_REPLAYED_HEADER`]:
+    /// its body went upstream unbuffered (over `failover.max_request_bytes`), or the answer
+    /// came before the body was complete.
+    fn not_replayable(&self) -> Option<&'static str> {
+        if self.body_too_large {
+            Some("request-body-over-limit")
+        } else if !self.body_complete {
+            Some("request-body-incomplete")
+        } else {
+            None
+        }
+    }
+
     /// Starts the next attempt if the request can be replayed and attempts remain.
     fn try_next(&mut self) -> bool {
         let plugin = self.plugin.clone();
         let cfg = &plugin.config;
-        if !self.body_complete || self.body_too_large {
-            debug!(
-                "#{} not replayed: {}",
-                self.ctx,
-                if self.body_too_large {
-                    "request body over failover.max_request_bytes"
-                } else {
-                    "request body not complete"
-                }
-            );
+        if let Some(why) = self.not_replayable() {
+            debug!("#{} not replayed: {why}", self.ctx);
             return false;
         }
         if self.replay_headers.is_empty() && self.tried.len() < cfg.failover.max_attempts as usize {
@@ -583,6 +593,9 @@ impl HttpContext for FailoverHttp {
                         &self.plugin.config.failover.tried_header,
                         Some(&tried),
                     );
+                }
+                if let Some(why) = self.not_replayable() {
+                    self.set_http_response_header(NOT_REPLAYED_HEADER, Some(why));
                 }
                 Action::Continue
             }
