@@ -318,6 +318,32 @@ mod tests {
         );
     }
 
+    /// 401/403 mean "this endpoint's key is bad" only for some deployments: they park when
+    /// listed in `failure.statuses`, and the other client errors still never do.
+    #[test]
+    fn auth_errors_park_only_when_configured() {
+        let p = Config::parse(
+            br#"{"endpoints":[{"name":"a","cluster":"ca"}],
+                 "failure":{"statuses":["5xx",429,401,403]}}"#,
+            &|_| None,
+        )
+        .unwrap()
+        .failure;
+        for code in [401, 403] {
+            assert!(
+                classify(&p, &obs(Some(code), 0, "via_upstream")).is_failure(),
+                "{code}"
+            );
+        }
+        for code in [400, 404, 413, 422] {
+            assert_eq!(
+                classify(&p, &obs(Some(code), 0, "via_upstream")),
+                Verdict::Neutral,
+                "{code}"
+            );
+        }
+    }
+
     #[test]
     fn local_replies_count_through_flags_only() {
         let p = policy();

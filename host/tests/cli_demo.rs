@@ -1,4 +1,4 @@
-//! `failover-host demo --duration 5` runs non-interactively: mocks, proxy with the embedded
+//! `failover-host demo --duration 13` runs non-interactively: mocks, proxy with the embedded
 //! filter, traffic, then a plain-text summary and exit 0. Needs the real filter embedded (the
 //! lead's `host/build.rs` builds it); with a placeholder module the demo reports that clearly.
 
@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use cli_support::*;
 
+/// 13 s covers one whole outage of `flaky` (healthy 0–3 s, 503 from 3 s to 8 s, then healthy
+/// again) plus a verifier round (every 2 s, backoff to 4 s): the summary must show failovers and
+/// a recovery, not just counters at zero.
 #[test]
 fn demo_with_duration_runs_and_prints_a_plain_summary() {
-    let out = run(&["demo", "--duration", "5"], Duration::from_secs(120));
+    let out = run(&["demo", "--duration", "13"], Duration::from_secs(150));
     assert!(
         out.status.success(),
         "demo failed (is the real filter embedded?): {}",
@@ -28,6 +31,24 @@ fn demo_with_duration_runs_and_prints_a_plain_summary() {
         .expect("a `requests sent:` line");
     assert!(sent > 0, "{summary}");
     assert!(summary.contains("total_failed="), "{summary}");
+    let number_after = |prefix: &str| -> u64 {
+        summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` number in: {summary}"))
+    };
+    assert!(
+        number_after("failovers (requests the filter replayed on another endpoint): ") > 0,
+        "no failover during flaky's outage: {summary}"
+    );
+    let counters = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("total_recovered="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no total_recovered= in: {summary}"));
+    assert!(counters >= 1, "flaky was never recovered: {summary}");
     assert!(summary.contains("failure queue"), "{summary}");
     assert!(
         summary.contains("answered by:   ") && !summary.contains("answered by:   -"),

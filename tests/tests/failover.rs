@@ -217,7 +217,11 @@ async fn all_endpoints_failing_gives_the_last_real_answer_and_the_tried_list() {
     assert_eq!(first.header("x-which"), Some("from-c"));
     assert_eq!(first.header("x-mock-name"), Some("c"));
     assert_eq!(first.header("x-failover-tried"), Some("a, b, c"));
-    assert_eq!(first.header("x-failover-not-replayed"), None, "it was replayed");
+    assert_eq!(
+        first.header("x-failover-not-replayed"),
+        None,
+        "it was replayed"
+    );
     let status = host.status().await;
     assert_eq!(stat(&status, "total_failed"), 3, "{status:#}");
 
