@@ -110,6 +110,22 @@ async fn retry_after_is_honoured_and_a_shorter_one_never_wins() {
     );
     assert!(e["next_check_ms"].as_u64() >= Some(deadline), "{st:#}");
     assert_eq!(stat(&st, "total_failed"), 1);
+    // The same per-endpoint facts as Envoy stats (gauges set by the VM whose write landed).
+    let stats = host.stats().await;
+    let gauge = |name: &str| {
+        stats
+            .get(&format!("failover.endpoint.flaky.{name}"))
+            .copied()
+            .unwrap_or_else(|| panic!("no stat failover.endpoint.flaky.{name}: {stats:?}"))
+    };
+    assert_eq!(gauge("parked"), 1);
+    assert_eq!(gauge("failures"), 2);
+    assert_eq!(gauge("retry_after_until_ms"), deadline as i64, "{stats:?}");
+    assert_eq!(
+        Some(gauge("parked_since_ms")),
+        e["parked_since_ms"].as_i64()
+    );
+    assert!(gauge("next_check_ms") >= deadline as i64, "{stats:?}");
 
     // Steady traffic until it is back; nothing may reach flaky before t0 + 3 s.
     let back = eventually(Duration::from_secs(8), || async {

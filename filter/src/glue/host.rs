@@ -134,13 +134,22 @@ pub struct Metrics {
     pub endpoints: Vec<EndpointMetrics>,
 }
 
-/// One endpoint's stats: `failover.endpoint.<name>.{parked,failures}`.
+/// One endpoint's stats: `failover.endpoint.<name>.{parked,failures,parked_since_ms,
+/// next_check_ms,retry_after_until_ms}` — what the status page shows, for dashboards and alerts
+/// that only read Envoy's stats (the parking reason, a text, is on the status page only).
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointMetrics {
     /// 1 while parked, 0 otherwise (set by the VM whose write changed the record).
     pub parked: Metric,
     /// Failures observed (each request × endpoint once).
     pub failures: Metric,
+    /// When it was parked (ms since the Unix epoch); 0 while healthy.
+    pub parked_since_ms: Metric,
+    /// Earliest next verifier check (ms since the epoch); 0 while healthy.
+    pub next_check_ms: Metric,
+    /// The deadline an upstream asked for with `retry-after` or a rate-limit reset header
+    /// (ms since the epoch); 0 when none or while healthy.
+    pub retry_after_until_ms: Metric,
 }
 
 impl Metrics {
@@ -164,6 +173,18 @@ impl Metrics {
                     failures: Metric::define(
                         MetricType::Counter,
                         &format!("failover.endpoint.{name}.failures"),
+                    ),
+                    parked_since_ms: Metric::define(
+                        MetricType::Gauge,
+                        &format!("failover.endpoint.{name}.parked_since_ms"),
+                    ),
+                    next_check_ms: Metric::define(
+                        MetricType::Gauge,
+                        &format!("failover.endpoint.{name}.next_check_ms"),
+                    ),
+                    retry_after_until_ms: Metric::define(
+                        MetricType::Gauge,
+                        &format!("failover.endpoint.{name}.retry_after_until_ms"),
                     ),
                 })
                 .collect(),

@@ -71,7 +71,12 @@ impl Plugin {
     pub fn publish_gauges(&self, record: &Record) {
         self.metrics.queue_size.set(record.queue.len() as u64);
         for (e, m) in self.config.endpoints.iter().zip(&self.metrics.endpoints) {
-            m.parked.set(u64::from(record.is_queued(e.id.as_str())));
+            let entry = record.queue.get(e.id.as_str());
+            m.parked.set(u64::from(entry.is_some()));
+            m.parked_since_ms.set(entry.map_or(0, |q| q.since_ms));
+            m.next_check_ms.set(entry.map_or(0, |q| q.next_check_ms));
+            m.retry_after_until_ms
+                .set(entry.map_or(0, |q| q.not_before_ms));
         }
     }
 
