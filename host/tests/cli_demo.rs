@@ -60,17 +60,10 @@ fn demo_with_duration_runs_and_prints_a_plain_summary() {
 /// cleanly: exit 0, the final summary, no panic.
 #[test]
 fn demo_ends_cleanly_on_ctrl_c() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::Instant;
 
-    let mut child = Command::new(BIN)
-        .arg("demo")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn failover-host demo");
+    let mut child = spawn(&["demo"]);
     let out = collect(&mut child, "stdout");
     let err = collect(&mut child, "stderr");
     let text = |lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>| {

@@ -31,8 +31,20 @@ fn with_ports(path: &str, ports: &[(u16, u16)]) -> String {
     text
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
+/// Starts the host on a shipped file whose listener is on port 10000 and admin on 9901 (moved
+/// to free ports), with the `upstreams` ports moved to the mocks'.
+async fn start_shipped(
+    path: &str,
+    upstreams: &[(u16, u16)],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Host {
+    let (listen, admin) = (free_port(), free_port());
+    let mut ports = vec![(10000, listen), (9901, admin)];
+    ports.extend_from_slice(upstreams);
+    let yaml = with_ports(path, &ports);
+    let loopback = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
+    Host::start_bootstrap(&yaml, loopback(listen), loopback(admin), args, env).await
 }
 
 async fn status(host: &Host) -> Value {
@@ -59,21 +71,10 @@ async fn post(host: &Host) -> failover_tests::Answer {
 async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
     let spare = mock_upstream("spare", mock::Schedule::default()).await;
     let local = mock_upstream("mock", mock::Schedule::default()).await;
-    let (listen, admin) = (free_port(), free_port());
-    let yaml = with_ports(
-        "envoy/envoy.yaml",
-        &[
-            (10000, listen),
-            (9901, admin),
-            (8081, spare.addr().port()),
-            (8082, local.addr().port()),
-        ],
-    );
     let key = "sk-test-envoy-yaml-secret";
-    let host = Host::start_bootstrap(
-        &yaml,
-        loopback(listen),
-        loopback(admin),
+    let host = start_shipped(
+        "envoy/envoy.yaml",
+        &[(8081, spare.addr().port()), (8082, local.addr().port())],
         &["--wasm", "builtin", "--concurrency", "2"],
         &[("ANTHROPIC_API_KEY", key)],
     )
@@ -122,20 +123,9 @@ async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
 async fn examples_two_mocks_yaml_fails_over_parks_once_and_recovers() {
     let a = mock_upstream("a", mock::FailMode::status(503).into()).await;
     let b = mock_upstream("b", mock::Schedule::default()).await;
-    let (listen, admin) = (free_port(), free_port());
-    let yaml = with_ports(
+    let host = start_shipped(
         "examples/configs/two-mocks.yaml",
-        &[
-            (10000, listen),
-            (9901, admin),
-            (8001, a.addr().port()),
-            (8002, b.addr().port()),
-        ],
-    );
-    let host = Host::start_bootstrap(
-        &yaml,
-        loopback(listen),
-        loopback(admin),
+        &[(8001, a.addr().port()), (8002, b.addr().port())],
         &["--concurrency", "2"],
         &[],
     )

@@ -21,16 +21,21 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs the binary to completion, killing it after `limit`.
-pub fn run(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
+/// Starts the binary with `args`, stdout and stderr piped (read them with [`collect`]).
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn failover-host");
+        .expect("spawn failover-host")
+}
+
+/// Runs the binary to completion, killing it after `limit`.
+pub fn run(args: &[&str], limit: Duration) -> Output {
+    let mut child = spawn(args);
     let out = collect(&mut child, "stdout");
     let err = collect(&mut child, "stderr");
     let deadline = Instant::now() + limit;
@@ -58,6 +63,7 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
     }
 }
 
+/// Collects one of `child`'s piped streams (`"stdout"` or `"stderr"`) line by line.
 pub fn collect(child: &mut Child, which: &str) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l = lines.clone();
