@@ -588,15 +588,14 @@ impl Host {
     pub async fn start_with_env(setup: &Setup, env: &[(&str, &str)]) -> Host {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let concurrency = setup.concurrency.to_string();
-        let mut args = vec![
-            "--concurrency",
-            concurrency.as_str(),
-            "--log-level",
-            setup.log_level.as_str(),
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--concurrency".into(),
+            setup.concurrency.to_string().into(),
+            "--log-level".into(),
+            setup.log_level.clone().into(),
         ];
-        if let Some(state) = setup.state_file.as_ref().and_then(|p| p.to_str()) {
-            args.extend(["--state-file", state]);
+        if let Some(state) = &setup.state_file {
+            args.extend(["--state-file".into(), state.clone().into()]);
         }
         Host::start_bootstrap(&setup.bootstrap(listen, admin), listen, admin, &args, env).await
     }
@@ -607,7 +606,7 @@ impl Host {
         yaml: &str,
         listen: SocketAddr,
         admin: SocketAddr,
-        args: &[&str],
+        args: &[impl AsRef<std::ffi::OsStr>],
         env: &[(&str, &str)],
     ) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use failover_tests::{eventually, free_port, get, mock, mock_upstream, send, Host};
-use serde_json::Value;
+use failover_tests::{eventually, free_port, mock, mock_upstream, send, Host};
 
 /// The shipped file with each fixed port replaced by a free or a mock's one. A port that is
 /// not in the file is a test bug (the file changed), so it fails loudly.
@@ -45,14 +44,6 @@ async fn start_shipped(
     let yaml = with_ports(path, &ports);
     let loopback = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
     Host::start_bootstrap(&yaml, loopback(listen), loopback(admin), args, env).await
-}
-
-async fn status(host: &Host) -> Value {
-    let a = get(host.listen, "/failover/status")
-        .await
-        .expect("status page");
-    assert_eq!(a.status, 200, "{}", a.text());
-    serde_json::from_slice(&a.body).expect("status JSON")
 }
 
 async fn post(host: &Host) -> failover_tests::Answer {
@@ -95,7 +86,7 @@ async fn envoy_yaml_runs_in_the_host_and_fails_over_from_the_unreachable_api() {
         assert_eq!(a.status, 200, "request {i}: {}\n{}", a.text(), host.logs());
         assert_eq!(a.header("x-mock-name"), Some("spare"), "{}", host.logs());
     }
-    let s = status(&host).await;
+    let s = host.status().await;
     assert_eq!(s["queue_size"], 1, "{s}");
     assert!(s["queue"]["main"].is_object(), "main is parked: {s}");
     assert_eq!(s["stats"]["total_failed"], 1, "{s}");
@@ -144,14 +135,14 @@ async fn examples_two_mocks_yaml_fails_over_parks_once_and_recovers() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-mock-name"), Some("b"));
     }
-    let s = status(&host).await;
+    let s = host.status().await;
     assert_eq!(s["stats"]["total_failed"], 1, "{s}");
     assert_eq!(s["queue_size"], 1, "{s}");
 
     // `a` answers again: the singleton verifier (every 2 s) brings it back, and traffic with it.
     a.set_mode(mock::FailMode::Healthy).await;
     let back = eventually(Duration::from_secs(15), || async {
-        let s = status(&host).await;
+        let s = host.status().await;
         (s["queue_size"] == 0 && s["stats"]["total_recovered"] == 1).then_some(s)
     })
     .await;

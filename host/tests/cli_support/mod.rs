@@ -38,6 +38,24 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
     let mut child = spawn(args);
     let out = collect(&mut child, "stdout");
     let err = collect(&mut child, "stderr");
+    let status = wait_for_exit(&mut child, limit).unwrap_or_else(|| {
+        panic!(
+            "failover-host {args:?} did not finish within {limit:?}; stderr: {}",
+            joined(&err)
+        )
+    });
+    let stdout = joined(&out);
+    let stderr = joined(&err);
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Waits up to `limit` for `child` to exit; on time-out kills it and returns `None`. Gives the
+/// readers of [`collect`] a moment to take the last lines.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -46,21 +64,17 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "failover-host {args:?} did not finish within {limit:?}; stderr: {}",
-                err.lock().unwrap().join("\n")
-            );
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(50));
-    let stdout = out.lock().unwrap().join("\n");
-    let stderr = err.lock().unwrap().join("\n");
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    Some(status)
+}
+
+/// The lines [`collect`] has read so far, joined.
+pub fn joined(lines: &Mutex<Vec<String>>) -> String {
+    lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
 }
 
 /// Collects one of `child`'s piped streams (`"stdout"` or `"stderr"`) line by line.
@@ -84,23 +98,23 @@ pub fn collect(child: &mut Child, which: &str) -> Arc<Mutex<Vec<String>>> {
 pub struct Running {
     /// The process.
     pub child: Child,
+    /// Its stdout lines so far.
+    pub stdout: Arc<Mutex<Vec<String>>>,
     /// Its stderr lines so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
-    /// Starts the binary with `args` (stderr captured).
+    /// Starts the binary with `args` (stdout and stderr captured).
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn failover-host");
+        let mut child = spawn(args);
+        let stdout = collect(&mut child, "stdout");
         let stderr = collect(&mut child, "stderr");
-        Self { child, stderr }
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Waits for a logged line containing `marker` followed by an address, and returns it.
@@ -131,7 +145,7 @@ impl Running {
 
     /// All stderr so far.
     pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        joined(&self.stderr)
     }
 
     /// Sends a signal by name (`HUP`, `TERM`, `INT`).
@@ -147,18 +161,12 @@ impl Running {
 
     /// Waits for the process to exit, at most `limit`.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
+        wait_for_exit(&mut self.child, limit).unwrap_or_else(|| {
+            panic!(
                 "failover-host did not exit within {limit:?}: {}",
                 self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
     }
 }
 
