@@ -215,10 +215,27 @@ pub struct FailoverPolicy {
     pub max_attempts: u32,
     /// Request bodies up to this size are kept for replay; bigger ones stream and are not replayed.
     pub max_request_bytes: usize,
-    /// Timeout of each replayed attempt, in milliseconds.
+    /// Timeout of each replayed attempt, in milliseconds (< 2^31: Envoy refuses a larger
+    /// `dispatch_http_call` timeout, so every replay would be refused).
     pub attempt_timeout_ms: u64,
+    /// Timeout of a replayed attempt whose request asks for a streamed answer (`"stream": true`
+    /// in a JSON body, or `accept: text/event-stream`). A replay arrives only when its answer is
+    /// complete, and LLM streams last minutes: `attempt_timeout_ms` would cut a healthy one.
+    pub stream_attempt_timeout_ms: u64,
     /// Response header naming the endpoints a request tried, set whenever it failed over.
     pub tried_header: String,
+    /// Hold the request at its headers until the body is complete (so every local reply of the
+    /// router comes after the filter has the whole, replayable request), and hold an event
+    /// stream's response headers until its first complete event (so an error as the first
+    /// event is failed over before the client sees anything). Only valid where a Pause at
+    /// headers lets body callbacks go on: Envoy ≥ 1.35 with `allow_on_headers_stop_iteration:
+    /// true` in the Wasm filter's config. Elsewhere a Pause at headers stalls the body.
+    pub hold_headers: bool,
+    /// Longest wait for an event stream's first complete event while its headers are held,
+    /// checked as data arrives; then the stream goes on unjudged.
+    pub first_event_timeout_ms: u64,
+    /// Most bytes of an event stream held while waiting for its first complete event.
+    pub first_event_max_bytes: usize,
 }
 
 /// The request the verifier sends to a parked endpoint.
@@ -448,7 +465,11 @@ struct RawFailover {
     max_attempts: u64,
     max_request_bytes: u64,
     attempt_timeout_ms: u64,
+    stream_attempt_timeout_ms: u64,
     tried_header: String,
+    hold_headers: bool,
+    first_event_timeout_ms: u64,
+    first_event_max_bytes: u64,
 }
 
 impl Default for RawFailover {
@@ -457,7 +478,11 @@ impl Default for RawFailover {
             max_attempts: 3,
             max_request_bytes: 1024 * 1024,
             attempt_timeout_ms: 60_000,
+            stream_attempt_timeout_ms: 600_000,
             tried_header: "x-failover-tried".into(),
+            hold_headers: false,
+            first_event_timeout_ms: 10_000,
+            first_event_max_bytes: 64 * 1024,
         }
     }
 }
@@ -561,6 +586,23 @@ fn positive(path: &str, v: u64) -> Result<u64, ConfigError> {
     } else {
         Ok(v)
     }
+}
+
+/// Largest timeout Envoy's `dispatch_http_call` takes: it converts the milliseconds to a
+/// signed 32-bit duration and refuses anything larger with BadArgument, so a bigger value
+/// would make every replay (or probe) fail.
+pub const MAX_CALL_TIMEOUT_MS: u64 = (1 << 31) - 1;
+
+/// A `dispatch_http_call` timeout: at least 1 ms, at most [`MAX_CALL_TIMEOUT_MS`].
+fn call_timeout(path: &str, v: u64) -> Result<u64, ConfigError> {
+    let v = positive(path, v)?;
+    if v > MAX_CALL_TIMEOUT_MS {
+        return Err(invalid(
+            path,
+            format!("{v} is over {MAX_CALL_TIMEOUT_MS} ms, the most Envoy accepts for a call"),
+        ));
+    }
+    Ok(v)
 }
 
 fn small(path: &str, v: u64) -> Result<u32, ConfigError> {
@@ -775,8 +817,27 @@ impl RawConfig {
                     format!("{} is too large", f.max_request_bytes),
                 )
             })?,
-            attempt_timeout_ms: positive("failover.attempt_timeout_ms", f.attempt_timeout_ms)?,
+            attempt_timeout_ms: call_timeout("failover.attempt_timeout_ms", f.attempt_timeout_ms)?,
+            stream_attempt_timeout_ms: call_timeout(
+                "failover.stream_attempt_timeout_ms",
+                f.stream_attempt_timeout_ms,
+            )?,
             tried_header: header_name("failover.tried_header", &f.tried_header)?,
+            hold_headers: f.hold_headers,
+            first_event_timeout_ms: positive(
+                "failover.first_event_timeout_ms",
+                f.first_event_timeout_ms,
+            )?,
+            first_event_max_bytes: usize::try_from(positive(
+                "failover.first_event_max_bytes",
+                f.first_event_max_bytes,
+            )?)
+            .map_err(|_| {
+                invalid(
+                    "failover.first_event_max_bytes",
+                    format!("{} is too large", f.first_event_max_bytes),
+                )
+            })?,
         };
 
         let v = &self.verifier;
@@ -804,7 +865,7 @@ impl RawConfig {
         let verifier = VerifierConfig {
             interval_ms,
             max_interval_ms,
-            timeout_ms: positive("verifier.timeout_ms", v.timeout_ms)?,
+            timeout_ms: call_timeout("verifier.timeout_ms", v.timeout_ms)?,
             success_threshold: small(
                 "verifier.success_threshold",
                 positive("verifier.success_threshold", v.success_threshold)?,

@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod attempt;
 pub mod classify;
 pub mod config;
 pub mod probe;
