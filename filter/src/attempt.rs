@@ -342,7 +342,7 @@ pub fn first_event(buf: &[u8]) -> FirstEvent {
         let is_error = fields.iter().any(|l| {
             l.strip_prefix(b"event:")
                 .is_some_and(|v| v.trim_ascii() == b"error")
-                || l.strip_prefix(b"data:").is_some_and(|v| data_is_error(v))
+                || l.strip_prefix(b"data:").is_some_and(data_is_error)
         });
         return if is_error {
             FirstEvent::Error
