@@ -371,6 +371,47 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks the parts of this config that must agree with the Envoy config around it (the
+    /// Wasm filter's `allow_on_headers_stop_iteration`, its listener's
+    /// `per_connection_buffer_limit_bytes`), which no parser of either side sees alone.
+    /// `buffer_limit_bytes` is `None` where the plugin is not an HTTP filter.
+    ///
+    /// # Errors
+    /// `failover.hold_headers` without the flag: Envoy would turn the Pause at headers into
+    /// StopAllIterationAndWatermark and stop the body too, so every request with a body would
+    /// stall. With the flag, a `failover.max_request_bytes` over the listener's buffer limit: a
+    /// held body past the limit gets Envoy's 413 instead of streaming on.
+    pub fn check_envoy_agreement(
+        &self,
+        allow_on_headers_stop_iteration: bool,
+        buffer_limit_bytes: Option<u64>,
+    ) -> Result<(), ConfigError> {
+        if !self.failover.hold_headers {
+            return Ok(());
+        }
+        if !allow_on_headers_stop_iteration {
+            return Err(invalid(
+                "failover.hold_headers",
+                "true needs `allow_on_headers_stop_iteration: true` in the Wasm filter's config \
+                 (Envoy >= 1.35); without it a Pause at headers also stops the request body \
+                 and every request with a body would stall",
+            ));
+        }
+        if let Some(limit) = buffer_limit_bytes {
+            let max = u64::try_from(self.failover.max_request_bytes).unwrap_or(u64::MAX);
+            if max > limit {
+                return Err(invalid(
+                    "failover.max_request_bytes",
+                    format!(
+                        "{max} is over the listener's per_connection_buffer_limit_bytes \
+                         ({limit}): with hold_headers a held body past it gets Envoy's 413"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses, resolves `${NAME}` with `env`, and validates.
     ///
     /// # Errors
@@ -962,6 +1003,65 @@ mod tests {
         Config::parse(json.as_bytes(), &env)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn hold_headers_must_agree_with_the_envoy_config() {
+        let held = Config::parse(
+            br#"{"endpoints":[{"name":"a","cluster":"ca"}],"failover":{"hold_headers":true}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let e = held
+            .check_envoy_agreement(false, Some(1 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failover.hold_headers") && e.contains("allow_on_headers_stop_iteration"),
+            "{e}"
+        );
+        assert!(held.check_envoy_agreement(true, Some(1 << 20)).is_ok());
+        let e = held
+            .check_envoy_agreement(true, Some(1000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failover.max_request_bytes") && e.contains("1048576") && e.contains("1000"),
+            "{e}"
+        );
+        let plain =
+            Config::parse(br#"{"endpoints":[{"name":"a","cluster":"ca"}]}"#, &|_| None).unwrap();
+        assert!(
+            plain.check_envoy_agreement(false, Some(1000)).is_ok(),
+            "nothing to agree on"
+        );
+    }
+
+    #[test]
+    fn call_timeouts_over_envoys_limit_are_refused() {
+        for field in ["attempt_timeout_ms", "stream_attempt_timeout_ms"] {
+            let json = format!(
+                r#"{{"endpoints":[{{"name":"a","cluster":"ca"}}],"failover":{{"{field}":2147483648}}}}"#
+            );
+            let e = Config::parse(json.as_bytes(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("failover.{field}")) && e.contains("2147483648"),
+                "{e}"
+            );
+            let json = format!(
+                r#"{{"endpoints":[{{"name":"a","cluster":"ca"}}],"failover":{{"{field}":2147483647}}}}"#
+            );
+            assert!(Config::parse(json.as_bytes(), &|_| None).is_ok());
+        }
+        let e = Config::parse(
+            br#"{"endpoints":[{"name":"a","cluster":"ca"}],"verifier":{"timeout_ms":4294967296}}"#,
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("verifier.timeout_ms"), "{e}");
     }
 
     #[test]

@@ -167,8 +167,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `--mode validate`: Envoy's own schema (failover-envoy-schema), then the subset this host
 /// runs. Like Envoy, prints `configuration '<file>' OK` and exits 0, or the error and exits 1.
 fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
-    failover_envoy_schema::validate_file(config)
+    let validated = failover_envoy_schema::validate_file(config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    // What the failover config must agree on with the Envoy config around it (hold_headers vs
+    // allow_on_headers_stop_iteration, max_request_bytes vs the listener's buffer limit).
+    for plugin in validated.plugins() {
+        let Some(json) = plugin.configuration_str() else {
+            continue;
+        };
+        // Only our filter's JSON parses here; `${ENV}` values do not matter for this check.
+        let Ok(cfg) =
+            failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
+        else {
+            continue;
+        };
+        cfg.check_envoy_agreement(
+            plugin.allow_on_headers_stop_iteration,
+            plugin.buffer_limit_bytes.map(u64::from),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.path))?;
+    }
     let load = LoadOptions {
         wasm_override,
         skip_file_checks: true,

@@ -186,3 +186,34 @@ fn validate_mode_accepts_a_good_config_and_rejects_a_typo() {
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
     assert_fails(&out, &["typo.yaml", "stat_prefixx"]);
 }
+
+/// `failover.hold_headers` pauses at request headers; without the Wasm config's
+/// `allow_on_headers_stop_iteration` Envoy would stop the body too and every request would
+/// stall, so validation refuses it, naming the field and the missing flag.
+#[test]
+fn validate_refuses_hold_headers_without_envoys_stop_iteration_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/two-mocks.yaml"),
+    )
+    .unwrap();
+    let held = shipped.replace(
+        r#""failover": { "max_attempts": 2,"#,
+        r#""failover": { "hold_headers": true, "max_attempts": 2,"#,
+    );
+    assert_ne!(held, shipped, "the shipped file changed shape");
+    let f = write(&dir, "held.yaml", &held);
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert_fails(
+        &out,
+        &[
+            "held.yaml",
+            "failover.hold_headers",
+            "allow_on_headers_stop_iteration",
+        ],
+    );
+    // The shipped file itself (no hold) validates.
+    let f = write(&dir, "plain.yaml", &shipped);
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+}

@@ -156,7 +156,10 @@ async fn seed_with_replays_every_answer_is_200_and_each_broken_endpoint_counts_o
         "one info line per broken endpoint\n{logs}"
     );
     assert!(is_parked(&status, "main") && is_parked(&status, "spare"));
-    assert!(!is_parked(&status, "backup"), "the healthy endpoint is never parked: {status}");
+    assert!(
+        !is_parked(&status, "backup"),
+        "the healthy endpoint is never parked: {status}"
+    );
     assert_eq!(
         host.count_lines(&["refused to send the replay"]),
         0,
@@ -206,7 +209,12 @@ async fn held_requests_never_reach_the_client_as_errors(first: FirstBreaks) {
     let host = Host::start(&setup).await;
 
     // 2 000 requests: every size sent both ways; the big bodies are fewer (each is 1 MiB).
-    let sizes = [(0usize, 600), (2048, 600), (100 * 1024, 600), ((1 << 20) - 1, 200)];
+    let sizes = [
+        (0usize, 600),
+        (2048, 600),
+        (100 * 1024, 600),
+        ((1 << 20) - 1, 200),
+    ];
     let mut plan = Vec::new();
     for (len, n) in sizes {
         for i in 0..n {
@@ -229,7 +237,11 @@ async fn held_requests_never_reach_the_client_as_errors(first: FirstBreaks) {
     );
     let status = host.status().await;
     assert!(!is_parked(&status, "good"), "{status}");
-    assert_eq!(host.count_lines(&["refused to send the replay"]), 0, "{first:?}");
+    assert_eq!(
+        host.count_lines(&["refused to send the replay"]),
+        0,
+        "{first:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -287,8 +299,10 @@ async fn without_the_envoy_flag_slow_bodies_are_never_stalled_and_the_cost_is_la
 }
 
 fn stream_setup(first: mock::MockUpstream, second: mock::MockUpstream, patch: Value) -> Setup {
-    let mut plugin =
-        plugin_config(&[("first", "first", "primary"), ("second", "second", "fallback")]);
+    let mut plugin = plugin_config(&[
+        ("first", "first", "primary"),
+        ("second", "second", "fallback"),
+    ]);
     merge(&mut plugin, quiet_verifier());
     merge(&mut plugin, patch);
     let mut setup = Setup::new(
@@ -329,7 +343,10 @@ async fn an_error_as_the_first_event_is_failed_over_before_the_client_sees_it() 
         a.headers
     );
     assert!(text.contains("message_start"), "{text}");
-    assert!(!text.contains("event: error"), "no error event reaches the client: {text}");
+    assert!(
+        !text.contains("event: error"),
+        "no error event reaches the client: {text}"
+    );
     assert_eq!(a.header("x-failover-tried"), Some("first, second"));
     let status = host.status().await;
     assert_eq!(stat(&status, "total_failed"), 1, "{status}");
