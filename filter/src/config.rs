@@ -374,7 +374,8 @@ impl Config {
     /// Checks the parts of this config that must agree with the Envoy config around it (the
     /// Wasm filter's `allow_on_headers_stop_iteration`, its listener's
     /// `per_connection_buffer_limit_bytes`), which no parser of either side sees alone.
-    /// `buffer_limit_bytes` is `None` where the plugin is not an HTTP filter.
+    /// `buffer_limit_bytes` is `None` where the plugin is not an HTTP filter (a service never
+    /// sees a request, so there is nothing to agree on).
     ///
     /// # Errors
     /// `failover.hold_headers` without the flag: Envoy would turn the Pause at headers into
@@ -386,6 +387,10 @@ impl Config {
         allow_on_headers_stop_iteration: bool,
         buffer_limit_bytes: Option<u64>,
     ) -> Result<(), ConfigError> {
+        // A service (the singleton verifier) never sees a request: nothing to agree on.
+        let Some(limit) = buffer_limit_bytes else {
+            return Ok(());
+        };
         if !self.failover.hold_headers {
             return Ok(());
         }
@@ -397,17 +402,15 @@ impl Config {
                  and every request with a body would stall",
             ));
         }
-        if let Some(limit) = buffer_limit_bytes {
-            let max = u64::try_from(self.failover.max_request_bytes).unwrap_or(u64::MAX);
-            if max > limit {
-                return Err(invalid(
-                    "failover.max_request_bytes",
-                    format!(
-                        "{max} is over the listener's per_connection_buffer_limit_bytes \
-                         ({limit}): with hold_headers a held body past it gets Envoy's 413"
-                    ),
-                ));
-            }
+        let max = u64::try_from(self.failover.max_request_bytes).unwrap_or(u64::MAX);
+        if max > limit {
+            return Err(invalid(
+                "failover.max_request_bytes",
+                format!(
+                    "{max} is over the listener's per_connection_buffer_limit_bytes \
+                     ({limit}): with hold_headers a held body past it gets Envoy's 413"
+                ),
+            ));
         }
         Ok(())
     }
