@@ -254,7 +254,14 @@ impl FailoverHttp {
         }
         // Envoy ≥ 1.2x: re-run route matching now that the header is set; older Envoy clears the
         // route cache itself for ABI 0.2.1 modules and answers NOT_FOUND here.
-        let _not_found_on_older_envoy = hostcalls::call_foreign_function("clear_route_cache", None);
+        match hostcalls::call_foreign_function("clear_route_cache", None) {
+            Ok(_) | Err(proxy_wasm::types::Status::NotFound) => {}
+            Err(status) => warn!(
+                "#{} clear_route_cache: the host answered {}",
+                self.ctx,
+                abi::HostStatus::from(status)
+            ),
+        }
         self.attempts.attempted(idx);
         self.routed = Some(idx);
     }
