@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::classify::ResponseFlags;
+use crate::envoy::ResponseFlags;
 
 /// A config problem, always naming where it is (`endpoints[1].weight`) and what was wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -16,6 +16,7 @@
 pub mod attempt;
 pub mod classify;
 pub mod config;
+pub mod envoy;
 pub mod probe;
 pub mod retry_after;
 pub mod select;
