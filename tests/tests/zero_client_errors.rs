@@ -298,6 +298,13 @@ async fn without_the_envoy_flag_slow_bodies_are_never_stalled_and_the_cost_is_la
     );
 }
 
+/// One POST of a JSON body, in one write.
+async fn post_json(addr: SocketAddr, body: &str) -> Answer {
+    post(addr, body.as_bytes().to_vec(), Sending::OneWrite)
+        .await
+        .expect("answer")
+}
+
 fn stream_setup(first: mock::MockUpstream, second: mock::MockUpstream, patch: Value) -> Setup {
     let mut plugin = plugin_config(&[
         ("first", "first", "primary"),
@@ -323,15 +330,7 @@ async fn an_error_as_the_first_event_is_failed_over_before_the_client_sees_it() 
         json!({"failover": {"hold_headers": true}}),
     ))
     .await;
-    let a = send(
-        host.listen,
-        "POST",
-        "/v1/messages",
-        &[("content-type", "application/json")],
-        STREAM_BODY,
-    )
-    .await
-    .expect("answer");
+    let a = post_json(host.listen, STREAM_BODY).await;
     let text = a.text();
     let logs = host.logs();
     assert_eq!(a.status, 200, "{text}\n{logs}");
@@ -373,15 +372,7 @@ async fn a_replayed_stream_longer_than_the_attempt_timeout_arrives_whole() {
         json!({"failover": {"attempt_timeout_ms": 1000}}),
     ))
     .await;
-    let a = send(
-        host.listen,
-        "POST",
-        "/v1/messages",
-        &[("content-type", "application/json")],
-        STREAM_BODY,
-    )
-    .await
-    .expect("answer");
+    let a = post_json(host.listen, STREAM_BODY).await;
     let text = a.text();
     let logs = host.logs();
     assert_eq!(a.status, 200, "{text}\n{logs}");
@@ -412,15 +403,7 @@ async fn a_replay_that_outlives_our_budget_is_not_the_endpoints_failure() {
         json!({"failover": {"attempt_timeout_ms": 300}}),
     ))
     .await;
-    let a = send(
-        host.listen,
-        "POST",
-        "/v1/messages",
-        &[("content-type", "application/json")],
-        BODY,
-    )
-    .await
-    .expect("answer");
+    let a = post_json(host.listen, BODY).await;
     let logs = host.logs();
     assert_eq!(a.status, 503, "the first endpoint's answer: {}", a.text());
     assert_eq!(a.header("x-failover-tried"), Some("first, second"));
