@@ -297,6 +297,15 @@ pub fn budget_ran_out(elapsed_ms: u64, timeout_ms: u64) -> bool {
     elapsed_ms.saturating_add(margin) >= timeout_ms
 }
 
+/// Did a replay's answer come from *our* budget running out rather than from the endpoint?
+/// Envoy's HTTP call runs through a router of its own: when the call's timeout fires it
+/// delivers that router's local reply, a 504 ("upstream request timeout"), or no headers at
+/// all after a reset. Either, arriving at the deadline, is our timeout; an answer the endpoint
+/// really sent arrives before it (or is not a 504).
+pub fn ours_timed_out(status: Option<u16>, elapsed_ms: u64, timeout_ms: u64) -> bool {
+    matches!(status, None | Some(504)) && budget_ran_out(elapsed_ms, timeout_ms)
+}
+
 /// Where an event stream stands before its first complete event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstEvent {

@@ -187,6 +187,24 @@ fn only_a_spent_budget_is_ours() {
 }
 
 #[test]
+fn only_a_504_or_no_answer_at_the_deadline_is_our_timeout() {
+    assert!(ours_timed_out(Some(504), 300, 300));
+    assert!(ours_timed_out(None, 301, 300));
+    assert!(
+        !ours_timed_out(Some(504), 20, 300),
+        "an upstream's quick 504 is its own"
+    );
+    assert!(
+        !ours_timed_out(Some(503), 300, 300),
+        "only the timeout's local reply"
+    );
+    assert!(
+        !ours_timed_out(None, 5, 300),
+        "a quick reset is the endpoint's"
+    );
+}
+
+#[test]
 fn first_event_is_judged_at_its_blank_line() {
     assert_eq!(first_event(b""), FirstEvent::Pending);
     assert_eq!(first_event(b"event: message_start\n"), FirstEvent::Pending);

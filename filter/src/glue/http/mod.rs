@@ -221,67 +221,7 @@ impl Context for FailoverHttp {
             return;
         }
         self.pending = None;
-        let idx = pending.idx;
-        if num_headers == 0 {
-            let elapsed = now_ms().saturating_sub(pending.sent_ms);
-            if attempt::budget_ran_out(elapsed, pending.timeout_ms) {
-                // Our budget, not the endpoint's fault: a hung endpoint is parked by the
-                // router's own timeout on normal traffic.
-                warn!(
-                    "#{} the replay to \"{}\" got no answer within the replay budget ({} ms); not counted against it",
-                    self.ctx,
-                    self.plugin.config.endpoint(idx).id,
-                    pending.timeout_ms
-                );
-            } else {
-                self.fail(idx, &Reason::NoResponse, None);
-            }
-        } else {
-            let headers = abi::headers(MapType::HttpCallResponseHeaders).unwrap_or_default();
-            let body =
-                abi::body(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
-            let status = headers
-                .iter()
-                .find(|(n, _)| n == ":status")
-                .and_then(|(_, v)| decode_status(v));
-            let obs = Observation {
-                status,
-                flags: None,
-                code_details: None,
-            };
-            match classify(&self.plugin.config.failure, &obs) {
-                Verdict::Healthy => {
-                    let trial = self.is_trial(idx);
-                    self.plugin.record_success(self.ctx, idx, trial);
-                    self.respond(status.unwrap_or(200), &headers, &body);
-                    return;
-                }
-                Verdict::Neutral => {
-                    self.respond(status.unwrap_or(200), &headers, &body);
-                    return;
-                }
-                Verdict::Failed(reason) => {
-                    let deadline = status.and_then(|s| {
-                        retry_after::deadline_ms(
-                            s,
-                            &Self::response_headers_text(&headers),
-                            now_ms(),
-                        )
-                    });
-                    self.fail(idx, &reason, deadline);
-                    if let Some(status) = status {
-                        self.last = LastAnswer::Call {
-                            status,
-                            headers,
-                            body,
-                        };
-                    }
-                }
-            }
-        }
-        if !self.try_next() {
-            self.deliver_last();
-        }
+        self.call_answered(pending, num_headers, body_size);
     }
 }
 

@@ -3,16 +3,17 @@
 
 use std::time::Duration;
 
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, StreamType};
+use proxy_wasm::types::{Action, BufferType, MapType, StreamType};
 
 use super::{FailoverHttp, LastAnswer, Pending, NOT_REPLAYED_HEADER};
 use crate::attempt;
-use crate::classify::Reason;
+use crate::classify::{classify, decode_status, Observation, Reason, Verdict};
 use crate::config::{EndpointIdx, HOP_BY_HOP};
 use crate::glue::abi;
 use crate::glue::host::now_ms;
+use crate::retry_after;
 use crate::select::{self, Choice};
 
 impl FailoverHttp {
@@ -179,5 +180,73 @@ impl FailoverHttp {
         }
         self.mark_unreplayed_answer();
         Action::Continue
+    }
+
+    /// A replay's answer arrived: deliver a success, or record the failure and go on.
+    pub(super) fn call_answered(&mut self, pending: Pending, num_headers: usize, body_size: usize) {
+        let idx = pending.idx;
+        let (headers, body) = if num_headers == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                abi::headers(MapType::HttpCallResponseHeaders).unwrap_or_default(),
+                abi::body(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default(),
+            )
+        };
+        let status = headers
+            .iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| decode_status(v));
+        let elapsed = now_ms().saturating_sub(pending.sent_ms);
+        if attempt::ours_timed_out(status, elapsed, pending.timeout_ms) {
+            // Our budget, not the endpoint's fault (a hung endpoint is parked by the route
+            // timeout on normal traffic), and not an answer the client should get instead.
+            warn!(
+                "#{} the replay to \"{}\" got no answer within the replay budget ({} ms); not counted against it",
+                self.ctx,
+                self.plugin.config.endpoint(idx).id,
+                pending.timeout_ms
+            );
+        } else if num_headers == 0 {
+            self.fail(idx, &Reason::NoResponse, None);
+        } else {
+            let obs = Observation {
+                status,
+                flags: None,
+                code_details: None,
+            };
+            match classify(&self.plugin.config.failure, &obs) {
+                Verdict::Healthy => {
+                    let trial = self.is_trial(idx);
+                    self.plugin.record_success(self.ctx, idx, trial);
+                    self.respond(status.unwrap_or(200), &headers, &body);
+                    return;
+                }
+                Verdict::Neutral => {
+                    self.respond(status.unwrap_or(200), &headers, &body);
+                    return;
+                }
+                Verdict::Failed(reason) => {
+                    let deadline = status.and_then(|s| {
+                        retry_after::deadline_ms(
+                            s,
+                            &Self::response_headers_text(&headers),
+                            now_ms(),
+                        )
+                    });
+                    self.fail(idx, &reason, deadline);
+                    if let Some(status) = status {
+                        self.last = LastAnswer::Call {
+                            status,
+                            headers,
+                            body,
+                        };
+                    }
+                }
+            }
+        }
+        if !self.try_next() {
+            self.deliver_last();
+        }
     }
 }
