@@ -108,6 +108,7 @@ fn spec(vm_id: &str) -> PluginSpec {
         environment: Vec::new(),
         code: wasm_code(),
         fail_open: false,
+        allow_on_headers_stop_iteration: false,
     }
 }
 

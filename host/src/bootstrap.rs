@@ -72,7 +72,14 @@ pub struct Listener {
     pub virtual_hosts: Vec<VirtualHost>,
     /// The Wasm HTTP filters, in order, before the router.
     pub wasm_filters: Vec<WasmPlugin>,
+    /// `per_connection_buffer_limit_bytes` (default [`DEFAULT_BUFFER_LIMIT`]): past it, a
+    /// filter that buffers the request body gets Envoy's 413, the response body a 500 or a
+    /// reset.
+    pub buffer_limit: u32,
 }
+
+/// Envoy's default listener `per_connection_buffer_limit_bytes`: 1 MiB.
+pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 /// A virtual host.
 #[derive(Debug, Clone)]
@@ -178,6 +185,8 @@ pub struct WasmPlugin {
     pub code: WasmSource,
     /// `config.fail_open`.
     pub fail_open: bool,
+    /// `config.allow_on_headers_stop_iteration` (default false).
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 /// Where a plugin's module comes from.
@@ -446,6 +455,9 @@ impl Resolver<'_> {
             route_config_name: hcm.route_config.name,
             virtual_hosts,
             wasm_filters,
+            buffer_limit: l
+                .per_connection_buffer_limit_bytes
+                .unwrap_or(DEFAULT_BUFFER_LIMIT),
         })
     }
 
@@ -725,6 +737,7 @@ impl Resolver<'_> {
             environment,
             code,
             fail_open: c.fail_open,
+            allow_on_headers_stop_iteration: c.allow_on_headers_stop_iteration.unwrap_or(false),
         })
     }
 }

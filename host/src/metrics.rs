@@ -110,11 +110,13 @@ impl Metrics {
         f(metric)
     }
 
-    /// Adds `offset`: counters need `offset > 0`; gauges take any sign; histograms record it.
+    /// Adds `offset`: counters need `offset > 0`; gauges take any sign; a histogram cannot be
+    /// incremented (Envoy's `Context::incrementMetric` answers BAD_ARGUMENT for it; record it
+    /// instead).
     ///
     /// # Errors
-    /// `NotFound` for an unknown id, `BadArgument` for a non-positive counter increment or a
-    /// negative histogram value.
+    /// `NotFound` for an unknown id, `BadArgument` for a non-positive counter increment or any
+    /// histogram.
     pub fn increment(&self, id: u32, offset: i64) -> Result<(), MetricError> {
         self.with(id, |m| match m.kind {
             MetricKind::Counter if offset <= 0 => Err(MetricError::BadArgument),
@@ -122,12 +124,7 @@ impl Metrics {
                 m.value.fetch_add(offset, Ordering::Relaxed);
                 Ok(())
             }
-            MetricKind::Histogram => {
-                let v = u64::try_from(offset).map_err(|_| MetricError::BadArgument)?;
-                m.hist_count.fetch_add(1, Ordering::Relaxed);
-                m.hist_sum.fetch_add(v, Ordering::Relaxed);
-                Ok(())
-            }
+            MetricKind::Histogram => Err(MetricError::BadArgument),
         })
     }
 
@@ -234,6 +231,7 @@ mod tests {
         assert_eq!(m.get(7), Err(MetricError::NotFound));
         assert_eq!(m.increment(7, 1), Err(MetricError::NotFound));
         let h = m.define(MetricKind::Histogram, "h");
+        assert_eq!(m.increment(h, 1), Err(MetricError::BadArgument));
         m.record(h, 10).unwrap();
         m.record(h, 20).unwrap();
         assert_eq!(m.get(h), Err(MetricError::BadArgument));

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{bind_reuseport, serve, Clusters, ListenerContext, Router};
 use crate::shared_data::SharedData;
 use crate::state_file;
+use crate::stream::ChainOptions;
 use crate::vm::{ClusterManager, HostShared, PluginSpec, PluginVm, VmRole, WasmCode};
 
 /// How the server runs (from the CLI).
@@ -74,6 +75,7 @@ pub fn plugin_spec(p: &WasmPlugin) -> PluginSpec {
             WasmSource::Inline(b) => WasmCode::Bytes(Arc::from(b.as_slice())),
         },
         fail_open: p.fail_open,
+        allow_on_headers_stop_iteration: p.allow_on_headers_stop_iteration,
     }
 }
 
@@ -289,6 +291,9 @@ fn spawn_worker(
                     local_addr,
                     filters,
                     router: Rc::new(Router::new(l, clusters.clone())),
+                    chain: ChainOptions {
+                        buffer_limit: l.buffer_limit as usize,
+                    },
                 });
                 serving.push(serve(listener, ctx, drain.clone(), drain_time));
             }

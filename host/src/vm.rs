@@ -190,6 +190,14 @@ pub enum CallError {
 pub trait ClusterManager {
     /// Whether `name` is a configured cluster (unknown → BAD_ARGUMENT to the plugin).
     fn has_cluster(&self, name: &str) -> bool;
+    /// Whether `name` has at least one host to send to right now. A call to a cluster without
+    /// one fails at once in Envoy (the router's "no healthy upstream" reply is generated inline,
+    /// `AsyncClient::send` returns null): INTERNAL_FAILURE and no callback. Clusters that cannot
+    /// tell answer true.
+    fn has_usable_host(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
     /// Sends `request` to `cluster`; `timeout` `None` means no timeout.
     fn call(
         &self,
@@ -240,6 +248,11 @@ pub struct PluginSpec {
     pub environment: Vec<(String, String)>,
     /// The module.
     pub code: WasmCode,
+    /// `config.allow_on_headers_stop_iteration` (Envoy ≥ 1.35, default false): a Pause from
+    /// `on_http_request_headers`/`on_http_response_headers` is then `StopIteration` (headers
+    /// held, body callbacks go on) instead of `StopAllIterationAndWatermark` (everything of
+    /// that direction stops) — cpp-host `ContextBase::convertVmCallResultToFilterHeadersStatus`.
+    pub allow_on_headers_stop_iteration: bool,
     /// `config.fail_open`: when the VM has failed, let requests through instead of 503.
     pub fail_open: bool,
 }
@@ -575,9 +588,14 @@ impl PluginVm {
 
         let root = root_context_id as i32;
         if let Some(f) = vm.exports.on_context_create.clone() {
-            vm.call("proxy_on_context_create", root_context_id, |s| {
+            // cpp-host `ContextBase::onStart` sets `temp_plugin_` around the root context's
+            // `on_context_create`: the plugin configuration is readable there.
+            vm.with_state(|s| s.plugin_config_readable = true);
+            let created = vm.call("proxy_on_context_create", root_context_id, |s| {
                 f.call(s, (root, 0))
-            })?;
+            });
+            vm.with_state(|s| s.plugin_config_readable = false);
+            created?;
         }
         let vm_config_len = spec.vm_configuration.len() as i32;
         if let Some(f) = vm.exports.on_vm_start.clone() {
@@ -593,10 +611,15 @@ impl PluginVm {
         }
         let config_len = spec.configuration.len() as i32;
         if let Some(f) = vm.exports.on_configure.clone() {
-            if vm.call("proxy_on_configure", root_context_id, |s| {
+            // Only here can the plugin read its configuration (cpp-host
+            // `ContextBase::onConfigure` sets `temp_plugin_` for the call; Envoy's
+            // `Context::getBuffer(PluginConfiguration)` is NOT_FOUND without it).
+            vm.with_state(|s| s.plugin_config_readable = true);
+            let configured = vm.call("proxy_on_configure", root_context_id, |s| {
                 f.call(s, (root, config_len))
-            })? == 0
-            {
+            });
+            vm.with_state(|s| s.plugin_config_readable = false);
+            if configured? == 0 {
                 vm.stop_timer();
                 return Err(VmError::ConfigureRejected {
                     plugin,
@@ -987,7 +1010,11 @@ impl HttpStream {
         if self.created && !self.vm.failed.get() {
             let id = self.id as i32;
             if let Some(f) = self.vm.exports.on_log.as_ref() {
+                // Envoy's access-log phase (`Context::log`): header reads see the request as
+                // forwarded and the response as sent; a missing map is NOT_FOUND there.
+                self.with(|st| st.log = Some(std::mem::take(&mut st.log_view)));
                 let _ = self.vm.call("proxy_on_log", self.id, |s| f.call(s, id));
+                self.with(|st| st.log = None);
             }
             if let Some(f) = self.vm.exports.on_done.as_ref() {
                 let _ = self.vm.call("proxy_on_done", self.id, |s| f.call(s, id));

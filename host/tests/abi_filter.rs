@@ -20,6 +20,7 @@ fn filter_spec(config: &str) -> PluginSpec {
         environment: Vec::new(),
         code: WasmCode::Embedded,
         fail_open: false,
+        allow_on_headers_stop_iteration: false,
     }
 }
 

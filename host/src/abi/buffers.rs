@@ -1,8 +1,23 @@
 //! Buffers: `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`.
 //!
-//! Buffer types (ABI 0.2.1): 0 request body, 1 response body, 4 HTTP-call response body,
-//! 6 VM configuration, 7 plugin configuration. The SDK accepts OK/NOT_FOUND from get and only
-//! OK from set, so writes to a buffer that does not exist right now are ignored (logged).
+//! Buffer types (ABI 0.2.1): 0 request body, 1 response body, 2/3 network data, 4 HTTP-call
+//! response body, 5 gRPC receive buffer, 6 VM configuration, 7 plugin configuration, 8 call
+//! data; above 8 → BAD_ARGUMENT (cpp-host `src/exports.cc` `get_buffer_bytes`,
+//! `set_buffer_bytes`).
+//!
+//! What each call reaches is Envoy's `Context::getBuffer` and `Buffer::copyFrom`
+//! (`source/extensions/common/wasm/context.cc`):
+//! - The bodies (0, 1) always exist as buffers, but hold data only while their callback runs or
+//!   the filter keeps buffering them ([`super::state::Reach`]): reading a gone body is OK and
+//!   empty, writing it is BAD_ARGUMENT.
+//! - The HTTP-call response body (4) exists only during `on_http_call_response`, the plugin
+//!   configuration (7) only during `on_configure` (and the root `on_context_create`): NOT_FOUND
+//!   elsewhere. Neither can be written (BAD_ARGUMENT). The VM configuration (6) is always there,
+//!   read-only. 2, 3, 5 and 8 read as empty and refuse writes.
+//! - A body write may only prepend (start 0, size 0), replace everything (start 0, size ≥
+//!   length) or append (start ≥ length); anything else is BAD_ARGUMENT. Newer Envoy also lets
+//!   start 0 with 0 < size < length replace the first `size` bytes; older Envoy refuses it, so
+//!   the host does too (a module that passes here passes on both).
 
 use wasmtime::{Caller, Linker};
 
@@ -10,43 +25,104 @@ use super::memory;
 use super::state::HostState;
 use super::Status;
 
-const REQUEST_BODY: i32 = 0;
-const RESPONSE_BODY: i32 = 1;
-const HTTP_CALL_RESPONSE_BODY: i32 = 4;
-const VM_CONFIGURATION: i32 = 6;
-const PLUGIN_CONFIGURATION: i32 = 7;
+const REQUEST_BODY: u32 = 0;
+const RESPONSE_BODY: u32 = 1;
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+const VM_CONFIGURATION: u32 = 6;
+const PLUGIN_CONFIGURATION: u32 = 7;
+/// The highest buffer type of ABI 0.2.1 (`WasmBufferType::MAX`, call data).
+const MAX_BUFFER_TYPE: u32 = 8;
 
-/// The bytes of buffer `kind` as the current context sees it, `None` when it has none.
-fn buffer(state: &mut HostState, kind: i32) -> Option<Vec<u8>> {
+/// What `getBuffer` gives for a read.
+enum Readable {
+    /// The bytes (possibly none).
+    Bytes(Vec<u8>),
+    /// No such buffer now: NOT_FOUND.
+    Missing,
+    /// A type above 8: BAD_ARGUMENT.
+    BadType,
+}
+
+/// The bytes of buffer `kind` as the current context sees it.
+fn readable(state: &mut HostState, kind: u32) -> Readable {
+    let body = |state: &mut HostState, request: bool| {
+        state
+            .stream()
+            .and_then(|s| {
+                let (reach, data) = if request {
+                    (s.reach.request_body, &s.request_body)
+                } else {
+                    (s.reach.response_body, &s.response_body)
+                };
+                reach.then(|| data.clone()).flatten()
+            })
+            .unwrap_or_default()
+    };
     match kind {
-        REQUEST_BODY => state.stream().and_then(|s| s.request_body.clone()),
-        RESPONSE_BODY => state.stream().and_then(|s| s.response_body.clone()),
-        HTTP_CALL_RESPONSE_BODY => state
+        REQUEST_BODY => Readable::Bytes(body(state, true)),
+        RESPONSE_BODY => Readable::Bytes(body(state, false)),
+        HTTP_CALL_RESPONSE_BODY => match state
             .http_call_result
             .as_ref()
             .and_then(|r| r.response.as_ref())
-            .map(|r| r.body.to_vec()),
-        VM_CONFIGURATION => Some(state.spec.vm_configuration.clone()),
-        PLUGIN_CONFIGURATION => Some(state.spec.configuration.clone()),
-        _ => None,
+        {
+            Some(r) => Readable::Bytes(r.body.to_vec()),
+            None => Readable::Missing,
+        },
+        VM_CONFIGURATION => Readable::Bytes(state.spec.vm_configuration.clone()),
+        PLUGIN_CONFIGURATION if state.plugin_config_readable => {
+            Readable::Bytes(state.spec.configuration.clone())
+        }
+        PLUGIN_CONFIGURATION => Readable::Missing,
+        k if k > MAX_BUFFER_TYPE => Readable::BadType,
+        _ => Readable::Bytes(Vec::new()),
     }
 }
 
-fn buffer_mut(state: &mut HostState, kind: i32) -> Option<&mut Vec<u8>> {
-    let stream = state.stream()?;
+/// Envoy's `Buffer::copyFrom` on a live body, restricted to what every Envoy accepts.
+/// Returns false for an edit Envoy refuses (BAD_ARGUMENT).
+pub(crate) fn edit(buf: &mut Vec<u8>, start: usize, size: usize, data: &[u8]) -> bool {
+    if start == 0 && size == 0 {
+        buf.splice(0..0, data.iter().copied());
+    } else if start == 0 && size >= buf.len() {
+        buf.clear();
+        buf.extend_from_slice(data);
+    } else if start >= buf.len() {
+        buf.extend_from_slice(data);
+    } else {
+        return false;
+    }
+    true
+}
+
+/// `proxy_set_buffer_bytes`: the status Envoy answers, after applying the edit.
+fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8]) -> Status {
     match kind {
-        REQUEST_BODY => stream.request_body.as_mut(),
-        RESPONSE_BODY => stream.response_body.as_mut(),
-        _ => None,
+        REQUEST_BODY | RESPONSE_BODY => {
+            let Some(stream) = state.stream() else {
+                return Status::BadArgument;
+            };
+            let (reach, buf) = if kind == REQUEST_BODY {
+                (stream.reach.request_body, &mut stream.request_body)
+            } else {
+                (stream.reach.response_body, &mut stream.response_body)
+            };
+            match (reach, buf.as_mut()) {
+                (true, Some(buf)) => {
+                    if edit(buf, start, size, data) {
+                        Status::Ok
+                    } else {
+                        Status::BadArgument
+                    }
+                }
+                _ => Status::BadArgument,
+            }
+        }
+        // getBuffer returns null for these outside their callback: NOT_FOUND before copyFrom.
+        HTTP_CALL_RESPONSE_BODY if state.http_call_result.is_none() => Status::NotFound,
+        PLUGIN_CONFIGURATION if !state.plugin_config_readable => Status::NotFound,
+        _ => Status::BadArgument,
     }
-}
-
-/// Envoy's edit rules, generalised: replace `size` bytes at `start` with `data`
-/// (start 0 size 0 prepends, start ≥ len appends, start 0 size ≥ len replaces everything).
-pub(crate) fn splice(buf: &mut Vec<u8>, start: usize, size: usize, data: &[u8]) {
-    let start = start.min(buf.len());
-    let end = start.saturating_add(size).min(buf.len());
-    buf.splice(start..end, data.iter().copied());
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -63,8 +139,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             caller
                 .data()
                 .check_not_restricted("proxy_get_buffer_bytes")?;
-            let Some(data) = buffer(caller.data_mut(), kind) else {
-                return Ok(Status::NotFound.code());
+            let data = match readable(caller.data_mut(), kind as u32) {
+                Readable::Bytes(data) => data,
+                Readable::Missing => return Ok(Status::NotFound.code()),
+                Readable::BadType => return Ok(Status::BadArgument.code()),
             };
             let start = (start as u32 as usize).min(data.len());
             let end = start
@@ -87,15 +165,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             caller
                 .data()
                 .check_not_restricted("proxy_set_buffer_bytes")?;
-            let data = memory::read(&mut caller, data_ptr, data_len)?;
-            match buffer_mut(caller.data_mut(), kind) {
-                Some(buf) => splice(buf, start as u32 as usize, size as u32 as usize, &data),
-                None => tracing::debug!(
-                    buffer = kind,
-                    "proxy_set_buffer_bytes on a buffer that is not available now: ignored"
-                ),
+            let kind = kind as u32;
+            if kind > MAX_BUFFER_TYPE {
+                return Ok(Status::BadArgument.code());
             }
-            Ok(Status::Ok.code())
+            let data = memory::read(&mut caller, data_ptr, data_len)?;
+            let status = write(
+                caller.data_mut(),
+                kind,
+                start as u32 as usize,
+                size as u32 as usize,
+                &data,
+            );
+            if status != Status::Ok {
+                tracing::debug!(vm = %caller.data().label, buffer = kind, ?status, "proxy_set_buffer_bytes refused");
+            }
+            Ok(status.code())
         },
     )?;
     Ok(())
@@ -103,18 +188,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::splice;
+    use super::edit;
 
     #[test]
-    fn splice_follows_envoys_cases() {
+    fn edits_follow_what_every_envoy_accepts() {
         let mut b = b"world".to_vec();
-        splice(&mut b, 0, 0, b"hello ");
+        assert!(edit(&mut b, 0, 0, b"hello "));
         assert_eq!(b, b"hello world");
-        splice(&mut b, 100, 0, b"!");
+        assert!(edit(&mut b, 100, 0, b"!"));
         assert_eq!(b, b"hello world!");
-        splice(&mut b, 0, usize::MAX, b"new");
+        assert!(edit(&mut b, 12, 3, b"?"));
+        assert_eq!(b, b"hello world!?");
+        assert!(edit(&mut b, 0, usize::MAX, b"new"));
         assert_eq!(b, b"new");
-        splice(&mut b, 1, 1, b"E");
-        assert_eq!(b, b"nEw");
+        // In the middle, or a partial replace from 0: refused, buffer untouched.
+        assert!(!edit(&mut b, 1, 1, b"E"));
+        assert!(!edit(&mut b, 0, 1, b"N"));
+        assert_eq!(b, b"new");
     }
 }

@@ -1,49 +1,142 @@
 //! Header maps: `proxy_{get,set}_header_map_pairs`, `proxy_{get,add,replace,remove}_header_map_value`.
 //!
 //! Map types (ABI 0.2.1): 0 request headers, 1 request trailers, 2 response headers,
-//! 3 response trailers, 6 HTTP-call response headers, 7 HTTP-call response trailers.
-//! Names are lower-cased as Envoy does. Maps that do not exist right now read as empty and
-//! ignore writes (the SDK accepts only OK there); a missing single value is NOT_FOUND.
+//! 3 response trailers, 4/5 gRPC metadata, 6 HTTP-call response headers, 7 HTTP-call response
+//! trailers; above 7 → BAD_ARGUMENT (cpp-host `src/exports.cc`, every header export). Names are
+//! lower-cased as Envoy does.
+//!
+//! What a call can reach is Envoy's, rule by rule (`source/extensions/common/wasm/context.cc`):
+//! - Reads go through `Context::getConstMap`: maps 0–3 only while their callback runs or the
+//!   filter keeps it paused ([`Reach`]); in `on_log` (the access-log phase) the request headers
+//!   as forwarded and the response headers/trailers as sent, never the request trailers; maps
+//!   6/7 only during `on_http_call_response`; 4/5 never (no gRPC here).
+//! - A map that is not there: all pairs → OK and nothing (`getHeaderMapPairs`); one value →
+//!   BAD_ARGUMENT, or NOT_FOUND in the access-log phase (`getHeaderMapValue`). The Rust SDK
+//!   panics on that BAD_ARGUMENT (the VM fails).
+//! - Writes go through `Context::getMap`: maps 0–3 while reachable, nothing else (6/7 are
+//!   read-only) → BAD_ARGUMENT otherwise, also in `on_log`. Envoy's `getMap` would create
+//!   request/response trailers during the last body callback (`addDecodedTrailers`); the host
+//!   refuses that with BAD_ARGUMENT (stricter, see FIDELITY.md).
 //!
 //! The wire format lives in [`crate::headers`].
 
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::{HeaderList, HostState};
+use super::state::{HeaderList, HostState, Reach};
 use super::Status;
 use crate::headers::{decode, encode};
 
-/// Which header list of the current context `map_type` names, if it exists now.
-fn map_mut(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
-    if map_type == 6 || map_type == 7 {
-        let response = state.http_call_result.as_mut()?.response.as_mut()?;
-        return Some(if map_type == 6 {
-            &mut response.headers
-        } else {
-            &mut response.trailers
-        });
+/// The highest map type of ABI 0.2.1 (`WasmHeaderMapType::MAX`).
+const MAX_MAP_TYPE: u32 = 7;
+
+/// What a read of map `map_type` finds.
+enum Found<'a> {
+    /// The map.
+    Map(&'a HeaderList),
+    /// No such map now (`getConstMap` returned null): one value is BAD_ARGUMENT.
+    Gone,
+    /// No such map in the access-log phase: one value is NOT_FOUND.
+    GoneInLog,
+    /// A map type above 7.
+    BadType,
+}
+
+/// Envoy's `Context::getConstMap` for the current context.
+fn readable(state: &HostState, map_type: i32) -> Found<'_> {
+    let map_type = map_type as u32;
+    if map_type > MAX_MAP_TYPE {
+        return Found::BadType;
     }
+    let stream = state.streams.get(&state.effective_context);
+    let in_log = stream.is_some_and(|s| s.log.is_some());
+    let gone = if in_log {
+        Found::GoneInLog
+    } else {
+        Found::Gone
+    };
+    let found = match map_type {
+        6 | 7 => state
+            .http_call_result
+            .as_ref()
+            .and_then(|r| r.response.as_ref())
+            .and_then(|r| match map_type {
+                6 => Some(&r.headers),
+                // Envoy's call response has no trailer map when none came.
+                _ => (!r.trailers.is_empty()).then_some(&r.trailers),
+            }),
+        4 | 5 => None,
+        _ => stream.and_then(|s| match (&s.log, map_type) {
+            (Some(log), 0) => log.request_headers.as_ref(),
+            (Some(_), 1) => None,
+            (Some(log), 2) => log.response_headers.as_ref(),
+            (Some(log), _) => log.response_trailers.as_ref(),
+            (None, 0) => s
+                .reach
+                .request_headers
+                .then_some(s.request_headers.as_ref())?,
+            (None, 1) => s
+                .reach
+                .request_trailers
+                .then_some(s.request_trailers.as_ref())?,
+            (None, 2) => s
+                .reach
+                .response_headers
+                .then_some(s.response_headers.as_ref())?,
+            (None, _) => s
+                .reach
+                .response_trailers
+                .then_some(s.response_trailers.as_ref())?,
+        }),
+    };
+    match found {
+        Some(map) => Found::Map(map),
+        None => gone,
+    }
+}
+
+/// Envoy's `Context::getMap` for a write: the live map if it is reachable now, and marks the
+/// HTTP head as changed; `None` → BAD_ARGUMENT.
+fn writable(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
     let stream = state.stream()?;
+    let Reach {
+        request_headers,
+        request_trailers,
+        response_headers,
+        response_trailers,
+        ..
+    } = stream.reach;
     match map_type {
-        0 => stream.request_headers.as_mut(),
-        1 => stream.request_trailers.as_mut(),
-        2 => stream.response_headers.as_mut(),
-        3 => stream.response_trailers.as_mut(),
+        0 if request_headers => {
+            stream.request_headers_changed = true;
+            stream.request_headers.as_mut()
+        }
+        1 if request_trailers => stream.request_trailers.as_mut(),
+        2 if response_headers => {
+            stream.response_headers_changed = true;
+            stream.response_headers.as_mut()
+        }
+        3 if response_trailers => stream.response_trailers.as_mut(),
         _ => None,
     }
 }
 
-/// [`map_mut`] for a host function that changes the map: marks the head as changed.
-fn map_for_write(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
-    if let Some(stream) = state.stream() {
-        match map_type {
-            0 => stream.request_headers_changed = true,
-            2 => stream.response_headers_changed = true,
-            _ => {}
+/// Runs `edit` on the writable map, or answers BAD_ARGUMENT.
+fn write(state: &mut HostState, map_type: i32, edit: impl FnOnce(&mut HeaderList)) -> i32 {
+    match writable(state, map_type) {
+        Some(map) => {
+            edit(map);
+            Status::Ok.code()
+        }
+        None => {
+            tracing::debug!(
+                vm = %state.label,
+                map_type,
+                "header map write to a map that is not reachable now: BAD_ARGUMENT"
+            );
+            Status::BadArgument.code()
         }
     }
-    map_mut(state, map_type)
 }
 
 fn key(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<String> {
@@ -68,11 +161,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             caller
                 .data()
                 .check_not_restricted("proxy_get_header_map_pairs")?;
-            let bytes = map_mut(caller.data_mut(), map_type).map(|m| encode(m));
-            match bytes {
-                Some(b) => memory::copy_out(&mut caller, &b, ret_ptr, ret_size)?,
-                None => memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?,
-            }
+            let bytes = match readable(caller.data(), map_type) {
+                Found::BadType => return Ok(Status::BadArgument.code()),
+                // Envoy marshals no pairs at all for an empty map: pointer 0, size 0.
+                Found::Map(m) if !m.is_empty() => encode(m),
+                _ => Vec::new(),
+            };
+            memory::copy_out(&mut caller, &bytes, ret_ptr, ret_size)?;
             Ok(Status::Ok.code())
         },
     )?;
@@ -88,10 +183,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data()
                 .check_not_restricted("proxy_set_header_map_pairs")?;
             let pairs = decode(&memory::read(&mut caller, ptr, len)?).map_err(|_| malformed())?;
-            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
-                *map = pairs;
-            }
-            Ok(Status::Ok.code())
+            Ok(write(caller.data_mut(), map_type, |map| *map = pairs))
         },
     )?;
     linker.func_wrap(
@@ -108,8 +200,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data()
                 .check_not_restricted("proxy_get_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
-            let value = map_mut(caller.data_mut(), map_type)
-                .and_then(|m| m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+            let value = match readable(caller.data(), map_type) {
+                Found::Map(m) => m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
+                Found::GoneInLog => None,
+                Found::Gone | Found::BadType => return Ok(Status::BadArgument.code()),
+            };
             match value {
                 Some(v) => {
                     memory::copy_out(&mut caller, &v, ret_ptr, ret_size)?;
@@ -131,10 +226,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data()
                 .check_not_restricted("proxy_remove_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
-            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
-                map.retain(|(n, _)| *n != k);
-            }
-            Ok(Status::Ok.code())
+            Ok(write(caller.data_mut(), map_type, |map| {
+                map.retain(|(n, _)| *n != k)
+            }))
         },
     )?;
     linker.func_wrap(
@@ -152,10 +246,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .check_not_restricted("proxy_replace_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
-            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
-                replace(map, k, v);
-            }
-            Ok(Status::Ok.code())
+            Ok(write(caller.data_mut(), map_type, |map| replace(map, k, v)))
         },
     )?;
     linker.func_wrap(
@@ -173,10 +264,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .check_not_restricted("proxy_add_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
-            if let Some(map) = map_for_write(caller.data_mut(), map_type) {
-                map.push((k, v));
-            }
-            Ok(Status::Ok.code())
+            Ok(write(caller.data_mut(), map_type, |map| map.push((k, v))))
         },
     )?;
     Ok(())

@@ -1,9 +1,13 @@
 //! Outgoing calls: `proxy_http_call` (dispatch_http_call) and the gRPC functions.
 //!
 //! `proxy_http_call` checks its arguments (a timeout of 2^31 ms or more, an unknown cluster, or a
-//! missing `:method`, `:path` or `:authority` → BAD_ARGUMENT, as Envoy's `Context::httpCall`), hands out a token, and records the call; the VM starts it after
-//! the current guest call returns and later delivers `proxy_on_http_call_response` to the
-//! context that dispatched it — never from inside a host call.
+//! missing `:method`, `:path` or `:authority` → BAD_ARGUMENT, as Envoy's `Context::httpCall`),
+//! refuses a call to a cluster that has no host at all (STRICT_DNS not resolved yet, an empty
+//! load assignment) with INTERNAL_FAILURE and no callback ever — in Envoy the router answers
+//! "no healthy upstream" inline, so `AsyncClient::send` returns null and `httpCall` erases the
+//! token — hands out a token, and records the call; the VM starts it after the current guest
+//! call returns and later delivers `proxy_on_http_call_response` on the root context — never
+//! from inside a host call.
 //!
 //! gRPC is not supported: calls return the failure statuses the SDK's wrappers accept
 //! (INTERNAL_FAILURE to start, NOT_FOUND for unknown tokens) and never trap.
@@ -62,6 +66,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     );
                     return Ok(Status::BadArgument.code());
                 }
+            }
+            if !caller.data().clusters.has_usable_host(&cluster) {
+                tracing::debug!(
+                    cluster = %cluster,
+                    "dispatch_http_call to a cluster without hosts: INTERNAL_FAILURE"
+                );
+                return Ok(Status::InternalFailure.code());
             }
             let timeout = match timeout_ms as u32 {
                 0 => None,

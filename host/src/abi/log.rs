@@ -59,6 +59,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ptr: i32,
          len: i32|
          -> wasmtime::Result<i32> {
+            // cpp-host `exports.cc` `log`: a level above critical (5) is BAD_ARGUMENT, checked
+            // before anything is read or logged (Envoy's own `Context::log` would panic on it).
+            if level as u32 > 5 {
+                return Ok(Status::BadArgument.code());
+            }
             let message = memory::read(&mut caller, ptr, len)?;
             let message = String::from_utf8_lossy(&message);
             plugin_log(caller.data_mut(), level as u32, &message);

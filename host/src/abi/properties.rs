@@ -3,11 +3,24 @@
 //! A path arrives as NUL-separated segments (`response\0flags`). Strings are returned raw,
 //! numbers as 8-byte little-endian integers (as Envoy serialises them). Unknown paths are
 //! NOT_FOUND. Values stored with `proxy_set_property` read back on the same context.
+//!
+//! Envoy's rules (`Context::findValue`, `Context::setProperty` in
+//! `source/extensions/common/wasm/context.cc`; `RequestWrapper`/`ResponseWrapper` in
+//! `source/extensions/filters/common/expr/context.cc`):
+//! - `request.*` fields taken from headers (`path`, `url_path`, `host`, `scheme`, `method`,
+//!   `referer`, `useragent`, `id`, `query`) read the *live* request header map, with the
+//!   filter's own edits: NOT_FOUND once the map is gone (after the request headers continued),
+//!   back in `on_log` (the access-log request headers). `request.protocol` comes from the stream
+//!   info: always there, `HTTP/1.1` (Envoy writes `HTTP/2`, not `HTTP/2.0`).
+//! - `response.flags` is 0 before any response; `response.code` and `response.code_details`
+//!   are NOT_FOUND until set.
+//! - A root context has no stream info: only `plugin_name`, `plugin_root_id`, `plugin_vm_id`;
+//!   `proxy_set_property` there is NOT_FOUND (the Rust SDK panics on it).
 
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::HostState;
+use super::state::{HeaderList, HostState, StreamState};
 use super::Status;
 
 fn int(v: u64) -> Vec<u8> {
@@ -16,6 +29,45 @@ fn int(v: u64) -> Vec<u8> {
 
 fn text(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
+}
+
+/// The request header map `request.*` reads now: Envoy's `activation_request_headers_`
+/// (the live map, else the access-log one).
+fn request_map(stream: &StreamState) -> Option<&HeaderList> {
+    if stream.reach.request_headers {
+        return stream.request_headers.as_ref();
+    }
+    stream.log.as_ref()?.request_headers.as_ref()
+}
+
+fn header<'a>(map: &'a HeaderList, name: &str) -> Option<&'a [u8]> {
+    map.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// `RequestWrapper::operator[]` for a field read from the request headers.
+fn request_field(map: &HeaderList, field: &str) -> Option<Vec<u8>> {
+    let path = || header(map, ":path").unwrap_or_default();
+    match field {
+        "path" => header(map, ":path").map(<[u8]>::to_vec),
+        "url_path" => header(map, ":path")
+            .map(|p| p.split(|b| *b == b'?').next().unwrap_or_default().to_vec()),
+        "host" => header(map, ":authority").map(<[u8]>::to_vec),
+        "scheme" => header(map, ":scheme").map(<[u8]>::to_vec),
+        "method" => header(map, ":method").map(<[u8]>::to_vec),
+        "referer" => header(map, "referer").map(<[u8]>::to_vec),
+        "useragent" => header(map, "user-agent").map(<[u8]>::to_vec),
+        "id" => header(map, "x-request-id").map(<[u8]>::to_vec),
+        "query" => {
+            let p = path();
+            Some(match p.iter().position(|b| *b == b'?') {
+                Some(q) => p[q + 1..].to_vec(),
+                None => Vec::new(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Looks up `path` for the current context; `None` when the property does not exist here.
@@ -31,12 +83,8 @@ pub(crate) fn lookup(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
         ["plugin_vm_id"] => return Some(text(&state.spec.vm_id)),
         _ => {}
     }
-    let effective = state.effective_context;
-    let is_root = effective == state.root_context_id;
-    if is_root {
-        return state.root_properties.get(path).cloned();
-    }
-    let stream = state.streams.get(&effective)?;
+    // A root context (or anything that is not an HTTP context) has no stream info.
+    let stream = state.streams.get(&state.effective_context)?;
     if let Some(v) = stream.properties.get(path) {
         return Some(v.clone());
     }
@@ -46,25 +94,19 @@ pub(crate) fn lookup(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
         ["source", "port"] => Some(int(u64::from(ds.source.port()))),
         ["destination", "address"] => Some(text(&ds.destination.to_string())),
         ["destination", "port"] => Some(int(u64::from(ds.destination.port()))),
-        ["request", field] => {
-            let req = stream.request.as_ref()?;
-            match *field {
-                "path" => Some(text(&req.path)),
-                "url_path" => Some(text(req.path.split('?').next().unwrap_or(""))),
-                "method" => Some(text(&req.method)),
-                "host" => Some(text(&req.host)),
-                "scheme" => Some(text(&req.scheme)),
-                "protocol" => Some(text(&req.protocol)),
-                "id" => req.id.as_deref().or(ds.request_id.as_deref()).map(text),
-                _ => None,
-            }
-        }
+        ["request", "protocol"] => Some(text(stream.protocol)),
+        ["request", field] => request_field(request_map(stream)?, field),
+        ["response", "flags"] => Some(int(stream
+            .response
+            .as_ref()
+            .map_or(0, |r| r.info.response_flags))),
         ["response", field] => {
             let resp = stream.response.as_ref()?;
             match *field {
                 "code" => Some(int(u64::from(resp.code))),
-                "flags" => Some(int(resp.info.response_flags)),
-                "code_details" => Some(text(&resp.info.code_details)),
+                "code_details" => {
+                    (!resp.info.code_details.is_empty()).then(|| text(&resp.info.code_details))
+                }
                 _ => None,
             }
         }
@@ -131,13 +173,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             caller.data().check_not_restricted("proxy_set_property")?;
             let path = memory::read(&mut caller, path_ptr, path_len)?;
             let value = memory::read(&mut caller, value_ptr, value_len)?;
-            let state = caller.data_mut();
-            if state.effective_context == state.root_context_id {
-                state.root_properties.insert(path, value);
-            } else if let Some(stream) = state.stream() {
-                stream.properties.insert(path, value);
+            // Envoy stores the value in the stream's filter state; a context without a stream
+            // (the root context) has none: NOT_FOUND.
+            match caller.data_mut().stream() {
+                Some(stream) => {
+                    stream.properties.insert(path, value);
+                    Ok(Status::Ok.code())
+                }
+                None => Ok(Status::NotFound.code()),
             }
-            Ok(Status::Ok.code())
         },
     )?;
     Ok(())

@@ -52,17 +52,6 @@ pub(crate) struct LocalReply {
     pub headers: HeaderList,
 }
 
-/// What the request looked like when it arrived (for `request.*` properties).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RequestMeta {
-    pub method: String,
-    pub path: String,
-    pub host: String,
-    pub scheme: String,
-    pub protocol: String,
-    pub id: Option<String>,
-}
-
 /// The response as the router produced it (for `response.*`, `upstream.*`, `xds.*`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResponseMeta {
@@ -70,12 +59,60 @@ pub(crate) struct ResponseMeta {
     pub info: UpstreamInfo,
 }
 
+/// Which of the stream's maps and body buffers a plugin can reach right now.
+///
+/// Envoy hands a filter each map and buffer only while the callback that owns it runs, or while
+/// the filter keeps that callback paused: `Context::decodeHeaders`, `decodeData`,
+/// `decodeTrailers`, `encodeHeaders`, `encodeData`, `encodeTrailers`
+/// (`source/extensions/common/wasm/context.cc`) drop their pointer as soon as the filter returns
+/// Continue, and `Context::continueStream` drops the request ones. The stream driver
+/// ([`crate::stream`]) keeps its own copy of the data (it must pass it on); these flags decide
+/// what the `proxy_*` calls may touch. A map that is not reachable reads as empty (all pairs)
+/// or BAD_ARGUMENT (one value), and refuses writes with BAD_ARGUMENT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reach {
+    pub request_headers: bool,
+    pub request_body: bool,
+    pub request_trailers: bool,
+    pub response_headers: bool,
+    pub response_body: bool,
+    pub response_trailers: bool,
+}
+
+impl Reach {
+    /// `Context::continueStream`: whichever direction is continued, the request maps go.
+    pub(crate) fn drop_request(&mut self) {
+        self.request_headers = false;
+        self.request_body = false;
+        self.request_trailers = false;
+    }
+}
+
+/// What `on_log` reads instead of the live maps: Envoy's access-log phase
+/// (`Context::log` sets `access_log_phase_` and the access-log header pointers), the request
+/// headers as they went upstream and the response headers and trailers as they went
+/// downstream. Request trailers are never offered there.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogView {
+    pub request_headers: Option<HeaderList>,
+    pub response_headers: Option<HeaderList>,
+    pub response_trailers: Option<HeaderList>,
+}
+
 /// One HTTP context: what `proxy_*` calls for request/response data see, and the flags they
 /// raise for the stream driver.
 pub(crate) struct StreamState {
     pub downstream: DownstreamInfo,
-    pub request: Option<RequestMeta>,
+    /// The downstream protocol as Envoy names it (`Http::Utility::getProtocolString`):
+    /// `request.protocol`, served from the stream info, so readable in every phase.
+    pub protocol: &'static str,
     pub response: Option<ResponseMeta>,
+    /// What the plugin can reach now (the data fields below are the driver's copies).
+    pub reach: Reach,
+    /// `Some` while `on_log` runs (Envoy's access-log phase).
+    pub log: Option<LogView>,
+    /// What `on_log` will see, kept up to date by the driver.
+    pub log_view: LogView,
     pub request_headers: Option<HeaderList>,
     pub request_body: Option<Vec<u8>>,
     pub request_trailers: Option<HeaderList>,
@@ -102,8 +139,11 @@ impl StreamState {
     pub(crate) fn new(downstream: DownstreamInfo) -> Self {
         Self {
             downstream,
-            request: None,
+            protocol: "HTTP/1.1",
             response: None,
+            reach: Reach::default(),
+            log: None,
+            log_view: LogView::default(),
             request_headers: None,
             request_body: None,
             request_trailers: None,
@@ -162,11 +202,14 @@ pub(crate) struct HostState {
     pub root_context_id: u32,
     pub effective_context: u32,
     pub streams: ContextMap<StreamState>,
-    pub root_properties: HashMap<Vec<u8>, Vec<u8>>,
     /// token → context that dispatched it.
     pub pending_calls: ContextMap<u32>,
     pub next_token: u32,
     pub http_call_result: Option<CallResult>,
+    /// True only while the plugin configuration may be read: during `on_configure` and the
+    /// root context's `on_context_create` (cpp-host sets `temp_plugin_` only around those;
+    /// Envoy's `Context::getBuffer(PluginConfiguration)` is NOT_FOUND otherwise).
+    pub plugin_config_readable: bool,
     pub deferred: Vec<Deferred>,
     /// Plugin log lines kept while starting, for `VmError::ConfigureRejected`.
     pub captured_logs: Option<Vec<String>>,
@@ -190,10 +233,10 @@ impl HostState {
             root_context_id: 0,
             effective_context: 0,
             streams: ContextMap::default(),
-            root_properties: HashMap::new(),
             pending_calls: ContextMap::default(),
             next_token: 1,
             http_call_result: None,
+            plugin_config_readable: false,
             deferred: Vec::new(),
             captured_logs: Some(Vec::new()),
         }

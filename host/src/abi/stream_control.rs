@@ -14,6 +14,8 @@ use crate::headers;
 
 const HTTP_REQUEST: i32 = 0;
 const HTTP_RESPONSE: i32 = 1;
+/// `WasmStreamType::MAX` (upstream): larger types are BAD_ARGUMENT (cpp-host `exports.cc`).
+const MAX_STREAM_TYPE: u32 = 3;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -60,12 +62,20 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             caller
                 .data()
                 .check_not_restricted("proxy_continue_stream")?;
+            if stream_type as u32 > MAX_STREAM_TYPE {
+                return Ok(Status::BadArgument.code());
+            }
             if let Some(stream) = caller.data_mut().stream() {
                 match stream_type {
                     HTTP_REQUEST => stream.resume_request = true,
                     HTTP_RESPONSE => stream.resume_response = true,
-                    _ => {}
+                    // Downstream/upstream (network filters): nothing to continue in HTTP.
+                    _ => return Ok(Status::Ok.code()),
                 }
+                // Envoy's `Context::continueStream` drops the request headers, body and
+                // trailers for either HTTP direction, at once (the resume itself runs after
+                // the guest call returns).
+                stream.reach.drop_request();
                 stream.signal.notify_one();
             }
             Ok(Status::Ok.code())
@@ -76,6 +86,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, stream_type: i32| -> wasmtime::Result<i32> {
             caller.data().check_not_restricted("proxy_close_stream")?;
+            if stream_type as u32 > MAX_STREAM_TYPE {
+                return Ok(Status::BadArgument.code());
+            }
             if let Some(stream) = caller.data_mut().stream() {
                 if matches!(stream_type, HTTP_REQUEST | HTTP_RESPONSE) {
                     stream.reset = true;

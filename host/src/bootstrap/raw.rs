@@ -90,6 +90,9 @@ pub struct Listener {
     pub name: String,
     /// Bind address.
     pub address: Address,
+    /// `google.protobuf.UInt32Value`: how much a filter may buffer per stream (Envoy's
+    /// default 1 MiB).
+    pub per_connection_buffer_limit_bytes: Option<u32>,
     /// Exactly one filter chain without a match is supported.
     #[serde(default)]
     pub filter_chains: Vec<FilterChain>,
@@ -230,6 +233,9 @@ pub struct PluginConfig {
     /// Let traffic through when the VM is broken.
     #[serde(default)]
     pub fail_open: bool,
+    /// `google.protobuf.BoolValue` (Envoy ≥ 1.35): Pause from a headers callback is
+    /// `StopIteration` instead of `StopAllIterationAndWatermark`.
+    pub allow_on_headers_stop_iteration: Option<bool>,
 }
 
 /// `envoy.extensions.wasm.v3.VmConfig`.

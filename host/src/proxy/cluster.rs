@@ -272,6 +272,12 @@ impl ClusterManager for Clusters {
         self.by_name.contains_key(name)
     }
 
+    fn has_usable_host(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|c| !c.hosts.borrow().is_empty())
+    }
+
     fn call(
         &self,
         cluster: &str,
@@ -290,18 +296,7 @@ impl ClusterManager for Clusters {
             // Like Envoy's async client, local replies (503 UF, 504 UT, ...) come back as answers.
             let resp = cluster.send(req, timeout, false, info).await;
             let (parts, body) = resp.into_parts();
-            let collected = body
-                .collect()
-                .await
-                .map_err(|e| CallError::Reset(e.to_string()))?;
-            let trailers = collected
-                .trailers()
-                .map(|t| {
-                    t.iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let (data, trailers) = collect_call_body(body).await?;
             let mut headers = vec![(
                 ":status".to_string(),
                 parts.status.as_str().as_bytes().to_vec(),
@@ -314,7 +309,7 @@ impl ClusterManager for Clusters {
             );
             Ok(CallResponse {
                 headers,
-                body: collected.to_bytes(),
+                body: data,
                 trailers,
             })
         })
@@ -322,6 +317,42 @@ impl ClusterManager for Clusters {
 }
 
 /// Turns a `dispatch_http_call` header list into a request (`:authority` becomes `Host`).
+/// Envoy's async client keeps at most 32 MiB of a call's answer (`kBufferLimitForResponse`,
+/// `source/common/http/async_client_impl.h`): more than that resets the call
+/// (`AsyncRequestSharedImpl::onData`), and the plugin gets 0 headers
+/// (`onFailure(ExceedResponseBufferLimit)`).
+pub const CALL_RESPONSE_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Collects a call's answer body and trailers, failing past [`CALL_RESPONSE_LIMIT`].
+async fn collect_call_body(
+    mut body: Body,
+) -> Result<(bytes::Bytes, Vec<(String, Vec<u8>)>), CallError> {
+    let mut data = bytes::BytesMut::new();
+    let mut trailers = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CallError::Reset(e.to_string()))?;
+        match frame.into_data() {
+            Ok(chunk) => {
+                if data.len() + chunk.len() > CALL_RESPONSE_LIMIT {
+                    return Err(CallError::Reset(format!(
+                        "the answer is over the async client's {CALL_RESPONSE_LIMIT}-byte limit"
+                    )));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = t
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                        .collect();
+                }
+            }
+        }
+    }
+    Ok((data.freeze(), trailers))
+}
+
 fn build_call_request(call: CallRequest) -> Result<Request<Body>, String> {
     let mut method = None;
     let mut path = None;

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::router::Router;
-use crate::stream::{run_filter_chain, Body, BoxError, StreamReset};
+use crate::stream::{run_filter_chain_with, Body, BoxError, ChainOptions, StreamReset};
 use crate::vm::{DownstreamInfo, PluginVm};
 
 /// The service error that makes hyper drop a connection whose stream a plugin reset.
@@ -64,6 +64,8 @@ pub struct ListenerContext {
     pub filters: Vec<Rc<PluginVm>>,
     /// The router.
     pub router: Rc<Router>,
+    /// The listener's `per_connection_buffer_limit_bytes` and other filter-chain options.
+    pub chain: ChainOptions,
 }
 
 /// Accepts and serves connections until `drain` becomes true, then lets open connections
@@ -167,9 +169,13 @@ async fn handle(
         destination: local,
         request_id: Some(request_id),
     };
-    run_filter_chain(&ctx.filters, downstream, req, move |r| async move {
-        router.forward(r).await
-    })
+    run_filter_chain_with(
+        &ctx.filters,
+        ctx.chain,
+        downstream,
+        req,
+        move |r| async move { router.forward(r).await },
+    )
     .await
 }
 

@@ -99,6 +99,7 @@ pub fn spec(name: &str, vm_id: &str, wasm: Vec<u8>) -> PluginSpec {
         environment: Vec::new(),
         code: WasmCode::Bytes(Arc::from(wasm)),
         fail_open: false,
+        allow_on_headers_stop_iteration: false,
     }
 }
 
@@ -110,6 +111,8 @@ pub struct FakeClusters {
     pub names: Vec<String>,
     pub respond: Responder,
     pub calls: RefCell<Vec<(String, CallRequest)>>,
+    /// Clusters that exist but have no host (a call to them fails at once).
+    pub unusable: Vec<String>,
 }
 
 impl FakeClusters {
@@ -121,6 +124,7 @@ impl FakeClusters {
             names: names.iter().map(|s| s.to_string()).collect(),
             respond: Box::new(respond),
             calls: RefCell::new(Vec::new()),
+            unusable: Vec::new(),
         })
     }
 
@@ -132,6 +136,9 @@ impl FakeClusters {
 impl ClusterManager for FakeClusters {
     fn has_cluster(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
+    }
+    fn has_usable_host(&self, name: &str) -> bool {
+        !self.unusable.iter().any(|n| n == name)
     }
     fn call(
         &self,
