@@ -186,3 +186,34 @@ fn validate_mode_accepts_a_good_config_and_rejects_a_typo() {
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
     assert_fails(&out, &["typo.yaml", "stat_prefixx"]);
 }
+
+/// `allow_on_headers_stop_iteration` and the filter's `failover.hold_headers` must agree: one
+/// without the other is refused by `--mode validate`, naming both.
+#[test]
+fn validate_mode_refuses_stop_iteration_without_hold_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/two-mocks.yaml"),
+    )
+    .unwrap();
+    let from = "                        root_id: failover\n";
+    assert!(shipped.contains(from), "two-mocks.yaml changed");
+    let f = write(&dir, "good.yaml", &shipped);
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    let flagged = shipped.replacen(
+        from,
+        "                        root_id: failover\n                        allow_on_headers_stop_iteration: true\n",
+        1,
+    );
+    let f = write(&dir, "flag.yaml", &flagged);
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert_fails(
+        &out,
+        &[
+            "flag.yaml",
+            "failover.hold_headers is false",
+            "allow_on_headers_stop_iteration is true",
+        ],
+    );
+}

@@ -60,6 +60,11 @@ pub struct PluginConfig {
     pub code_filename: Option<String>,
     /// The configuration delivered to `on_configure`.
     pub configuration: PluginConfiguration,
+    /// `allow_on_headers_stop_iteration` (a `BoolValue`, Envoy ≥ 1.35; unset = false): a
+    /// Pause from a headers callback is then `StopIteration` (body callbacks go on) instead of
+    /// `StopAllIterationAndWatermark`. A plugin that holds headers while it reads the body
+    /// needs it, and must say so in its own configuration.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl PluginConfig {
@@ -118,6 +123,14 @@ impl Visitor for PluginCollector {
                     ))
                     .filter(|s| !s.is_empty()),
                     configuration: configuration(msg)?,
+                    allow_on_headers_stop_iteration: msg
+                        .get_field_by_name("allow_on_headers_stop_iteration")
+                        .and_then(|v| {
+                            v.as_message()?
+                                .get_field_by_name("value")
+                                .and_then(|b| b.as_bool())
+                        })
+                        .unwrap_or(false),
                 });
                 Ok(())
             }
