@@ -825,6 +825,33 @@ admin:
     }
 
     #[test]
+    fn buffer_limit_and_stop_iteration_flag_default_as_in_envoy_and_can_be_set() {
+        let b = parse_str(GOOD).expect("valid");
+        assert_eq!(b.listeners[0].buffer_limit, 1024 * 1024);
+        assert!(!b.listeners[0].wasm_filters[0].allow_on_headers_stop_iteration);
+        let text = GOOD
+            .replace(
+                "    filter_chains:\n",
+                "    per_connection_buffer_limit_bytes: 2048\n    filter_chains:\n",
+            )
+            .replace(
+                "                root_id: failover\n",
+                "                root_id: failover\n                allow_on_headers_stop_iteration: true\n",
+            );
+        let b = parse_str(&text).expect("valid");
+        assert_eq!(b.listeners[0].buffer_limit, 2048);
+        assert!(b.listeners[0].wasm_filters[0].allow_on_headers_stop_iteration);
+        assert!(
+            parse_str(&text.replace(
+                "allow_on_headers_stop_iteration: true",
+                "allow_on_headers_stop_iteration: sometimes"
+            ))
+            .is_err(),
+            "a BoolValue is a bool"
+        );
+    }
+
+    #[test]
     fn parses_the_supported_subset() {
         let b = parse_str(GOOD).expect("valid");
         assert_eq!(b.listeners.len(), 1);

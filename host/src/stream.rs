@@ -563,9 +563,15 @@ impl Drop for Chain {
     fn drop(&mut self) {
         // The streams end right after this (on_log, on_done, on_delete): hand them the
         // access-log view first.
-        let view = std::mem::take(self.log.get_mut());
-        for s in &self.streams {
-            s.with(|st| st.log_view = view.clone());
+        let mut view = Some(std::mem::take(self.log.get_mut()));
+        let last = self.streams.len().saturating_sub(1);
+        for (i, s) in self.streams.iter().enumerate() {
+            let v = if i == last {
+                view.take().unwrap_or_default()
+            } else {
+                view.clone().unwrap_or_default()
+            };
+            s.with(|st| st.log_view = v);
         }
     }
 }

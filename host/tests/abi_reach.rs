@@ -274,6 +274,14 @@ async fn body_text(resp: http::Response<Body>) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Fails (instead of hanging) when the chain stalls where Envoy would not.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(10), f).await {
+        Ok(out) => out,
+        Err(_) => panic!("the stream stalled"),
+    }
+}
+
 fn local<F: std::future::Future>(f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -291,7 +299,7 @@ fn every_callback_reaches_only_what_envoy_hands_it() {
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "00000", false);
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             &[vm],
             downstream(),
             request(chunked(&["hello"], None)),
@@ -300,7 +308,7 @@ fn every_callback_reaches_only_what_envoy_hands_it() {
                 assert_eq!(&got[..], b"hello");
                 upstream(200, full("answer"))
             },
-        )
+        ))
         .await;
         assert_eq!(body_text(resp).await.unwrap(), "answer");
         assert!(eventually(|| probe(&shared, "don0") != "-").await);
@@ -338,9 +346,12 @@ fn paused_request_headers_stay_reachable_until_continue_stream() {
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "10000", false);
-        let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_| async move {
-            upstream(200, full("ok"))
-        })
+        let resp = within(run_filter_chain(
+            &[vm],
+            downstream(),
+            request(full("")),
+            |_| async move { upstream(200, full("ok")) },
+        ))
         .await;
         assert_eq!(resp.status(), 200);
         assert!(eventually(|| probe(&shared, "don0") != "-").await);
@@ -358,9 +369,12 @@ fn paused_response_headers_stay_reachable_after_the_resume() {
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "00100", false);
-        let resp = run_filter_chain(&[vm], downstream(), request(full("")), |_| async move {
-            upstream(200, full("body"))
-        })
+        let resp = within(run_filter_chain(
+            &[vm],
+            downstream(),
+            request(full("")),
+            |_| async move { upstream(200, full("body")) },
+        ))
         .await;
         assert_eq!(body_text(resp).await.unwrap(), "body");
         assert!(eventually(|| probe(&shared, "don0") != "-").await);
@@ -381,7 +395,7 @@ fn a_buffering_body_stays_reachable_until_it_continues() {
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "01000", false);
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             &[vm],
             downstream(),
             request(chunked(&["ab", "cd", "ef"], None)),
@@ -394,7 +408,7 @@ fn a_buffering_body_stays_reachable_until_it_continues() {
                 );
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(body_text(resp).await.unwrap(), "ok");
         assert!(eventually(|| probe(&shared, "don0") != "-").await);
@@ -414,7 +428,7 @@ fn a_pause_from_a_trailers_callback_holds_the_trailers_until_continue_stream() {
         let vm = probe_vm(&shared, "00001", false);
         let seen = Rc::new(Cell::new(false));
         let s = seen.clone();
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             &[vm],
             downstream(),
             request(chunked(&["x"], Some(("x", "1")))),
@@ -423,7 +437,7 @@ fn a_pause_from_a_trailers_callback_holds_the_trailers_until_continue_stream() {
                 s.set(collected.trailers().is_some_and(|t| t.get("x").is_some()));
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 200);
         assert!(seen.get(), "the trailers went on after continue_stream");
@@ -451,7 +465,7 @@ fn stop_iteration_lets_the_body_flow_while_the_headers_are_held() {
         let vm = probe_vm(&shared, "22000", true);
         let forwarded = Rc::new(Cell::new(0));
         let f = forwarded.clone();
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             &[vm],
             downstream(),
             request(chunked(&["ab", "cd"], None)),
@@ -461,7 +475,7 @@ fn stop_iteration_lets_the_body_flow_while_the_headers_are_held() {
                 assert_eq!(&got[..], b"abcd");
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(body_text(resp).await.unwrap(), "ok");
         assert_eq!(forwarded.get(), 1);
@@ -481,7 +495,7 @@ fn a_body_continue_releases_headers_held_with_stop_iteration() {
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "20000", true);
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             &[vm],
             downstream(),
             request(chunked(&["ab", "cd"], None)),
@@ -490,7 +504,7 @@ fn a_body_continue_releases_headers_held_with_stop_iteration() {
                 assert_eq!(&got[..], b"abcd");
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(body_text(resp).await.unwrap(), "ok");
         assert!(eventually(|| probe(&shared, "don0") != "-").await);
@@ -537,7 +551,7 @@ fn buffering_the_request_body_past_the_limit_is_a_413() {
         // Exactly 10 bytes buffered: fine.
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "01000", false);
-        let resp = run_filter_chain_with(
+        let resp = within(run_filter_chain_with(
             &[vm],
             limit,
             downstream(),
@@ -547,14 +561,14 @@ fn buffering_the_request_body_past_the_limit_is_a_413() {
                 assert_eq!(got.len(), 10);
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 200);
 
         // 11 bytes: 413 before the filter sees the chunk that passes the limit.
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "01000", false);
-        let resp = run_filter_chain_with(
+        let resp = within(run_filter_chain_with(
             &[vm],
             limit,
             downstream(),
@@ -563,7 +577,7 @@ fn buffering_the_request_body_past_the_limit_is_a_413() {
                 let _ = req.into_body().collect().await;
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 413);
         let info = resp.extensions().get::<UpstreamInfo>().cloned().unwrap();
@@ -588,13 +602,13 @@ fn buffering_the_response_body_past_the_limit_is_a_500_or_a_reset() {
         let limit = ChainOptions { buffer_limit: 8 };
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "00230", true);
-        let resp = run_filter_chain_with(
+        let resp = within(run_filter_chain_with(
             &[vm],
             limit,
             downstream(),
             request(full("")),
             |_| async move { upstream(200, chunked(&["abcde", "fghij"], None)) },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 500);
         let info = resp.extensions().get::<UpstreamInfo>().cloned().unwrap();
@@ -603,13 +617,13 @@ fn buffering_the_response_body_past_the_limit_is_a_500_or_a_reset() {
 
         let shared = HostShared::new().unwrap();
         let vm = probe_vm(&shared, "00030", false);
-        let resp = run_filter_chain_with(
+        let resp = within(run_filter_chain_with(
             &[vm],
             limit,
             downstream(),
             request(full("")),
             |_| async move { upstream(200, chunked(&["abcde", "fghij"], None)) },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 200, "the headers went out before the body");
         assert!(body_text(resp).await.is_err(), "then the stream is reset");
@@ -641,7 +655,7 @@ fn stop_iteration_at_response_headers_holds_them_until_the_filter_continues() {
         assert_eq!(&probe(&shared, "rsb0")[3..6], "0F0");
         tx.send(data("data: b\n\n")).await.unwrap();
         drop(tx);
-        let resp = chain.await;
+        let resp = within(chain).await;
         assert_eq!(body_text(resp).await.unwrap(), "event: a\ndata: b\n\n");
     });
 }
@@ -656,10 +670,15 @@ fn the_request_body_reaches_the_filter_after_the_response_began_until_it_is_comp
         let vm = probe_vm(&shared, "00000", false);
         let (req_tx, req_body) = channel_body();
         let (resp_tx, resp_body) = channel_body();
-        let resp = run_filter_chain(&[vm], downstream(), request(req_body), |_| async move {
-            // An upstream that answers before the request body is complete.
-            upstream(200, resp_body)
-        })
+        let resp = within(run_filter_chain(
+            &[vm],
+            downstream(),
+            request(req_body),
+            |_| async move {
+                // An upstream that answers before the request body is complete.
+                upstream(200, resp_body)
+            },
+        ))
         .await;
         assert_eq!(resp.status(), 200);
         req_tx.send(data("a")).await.unwrap();
@@ -803,7 +822,7 @@ fn request_properties_show_the_filters_edits_and_body_writes_follow_envoys_rules
     local(async {
         let shared = HostShared::new().unwrap();
         let vm = misc_vm(&shared);
-        let resp = run_filter_chain(
+        let resp = within(run_filter_chain(
             std::slice::from_ref(&vm),
             downstream(),
             request(chunked(&["abc"], None)),
@@ -813,7 +832,7 @@ fn request_properties_show_the_filters_edits_and_body_writes_follow_envoys_rules
                 assert_eq!(&got[..], b"<abc>");
                 upstream(200, full("ok"))
             },
-        )
+        ))
         .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(result(&shared, "rqh"), "ok");
@@ -822,9 +841,9 @@ fn request_properties_show_the_filters_edits_and_body_writes_follow_envoys_rules
 
         let mut h2 = request(full(""));
         *h2.version_mut() = http::Version::HTTP_2;
-        let resp = run_filter_chain(&[vm], downstream(), h2, |_| async move {
+        let resp = within(run_filter_chain(&[vm], downstream(), h2, |_| async move {
             upstream(200, full("ok"))
-        })
+        }))
         .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(result(&shared, "proto"), "HTTP/2", "not HTTP/2.0");

@@ -310,6 +310,9 @@ async fn pause_at_response_headers_then_replace_with_an_http_call_answer() {
             assert_eq!(calls.get(), 1);
             assert_eq!(resp.status(), 200);
             assert_eq!(body_text(resp).await, "from spare");
+            // Envoy's sendDirectLocalReply: the replacement goes straight to the client; no
+            // response callback sees it (only the upstream's answer was seen).
+            assert_eq!(metric(&shared, "resp_headers"), 1);
             assert!(eventually(|| metric(&shared, "delete") == 1).await);
             assert_eq!(metric(&shared, "log"), 1);
         })

@@ -217,3 +217,31 @@ fn validate_refuses_hold_headers_without_envoys_stop_iteration_flag() {
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// The other direction: `allow_on_headers_stop_iteration` without `failover.hold_headers` is a
+/// forgotten option (the flag does nothing for the filter then); refused, naming both.
+#[test]
+fn validate_mode_refuses_stop_iteration_without_hold_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/two-mocks.yaml"),
+    )
+    .unwrap();
+    let from = "                        root_id: failover\n";
+    assert!(shipped.contains(from), "two-mocks.yaml changed");
+    let flagged = shipped.replacen(
+        from,
+        "                        root_id: failover\n                        allow_on_headers_stop_iteration: true\n",
+        1,
+    );
+    let f = write(&dir, "flag.yaml", &flagged);
+    let out = run(&["--mode", "validate", "-c", &f], LIMIT);
+    assert_fails(
+        &out,
+        &[
+            "flag.yaml",
+            "failover.hold_headers",
+            "allow_on_headers_stop_iteration: true",
+        ],
+    );
+}

@@ -180,3 +180,24 @@ fn missing_file_is_an_io_error_naming_it() {
     assert!(matches!(err, SchemaError::Io { .. }), "{err:?}");
     assert_mentions(&err, &["does/not/exist.yaml"]);
 }
+
+/// `allow_on_headers_stop_iteration` (Envoy ≥ 1.35) is a known `PluginConfig` field: accepted,
+/// and reported with the plugin (a plain `true`, the JSON form of a `BoolValue`); a wrong type
+/// is refused. `envoy.yaml` sets it, `envoy-legacy.yaml` does not.
+#[test]
+fn allow_on_headers_stop_iteration_is_accepted_and_reported() {
+    let flag = "                        allow_on_headers_stop_iteration: true\n";
+    let shipped = validate_yaml(&common::shipped_yaml()).unwrap();
+    assert!(shipped.plugins()[0].allow_on_headers_stop_iteration);
+    let legacy_path = common::repo_file("envoy/envoy-legacy.yaml");
+    let legacy = std::fs::read_to_string(&legacy_path).unwrap();
+    assert!(!legacy.contains("allow_on_headers_stop_iteration:"));
+    let validated = validate_yaml(&legacy).unwrap();
+    assert!(!validated.plugins()[0].allow_on_headers_stop_iteration);
+
+    let err = rejected(&mutated(
+        flag,
+        "                        allow_on_headers_stop_iteration: often\n",
+    ));
+    assert_mentions(&err, &["allow_on_headers_stop_iteration"]);
+}

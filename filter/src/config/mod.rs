@@ -76,7 +76,8 @@ impl Config {
     /// sees a request, so there is nothing to agree on).
     ///
     /// # Errors
-    /// `failover.hold_headers` without the flag: Envoy would turn the Pause at headers into
+    /// The flag without `failover.hold_headers` (a forgotten option). `failover.hold_headers`
+    /// without the flag: Envoy would turn the Pause at headers into
     /// StopAllIterationAndWatermark and stop the body too, so every request with a body would
     /// stall. With the flag, a `failover.max_request_bytes` over the listener's buffer limit: a
     /// held body past the limit gets Envoy's 413 instead of streaming on.
@@ -90,6 +91,14 @@ impl Config {
             return Ok(());
         };
         if !self.failover.hold_headers {
+            if allow_on_headers_stop_iteration {
+                return Err(invalid(
+                    "failover.hold_headers",
+                    "false, but the Wasm filter's config sets `allow_on_headers_stop_iteration: \
+                     true`: set hold_headers to true to hold requests until their body is \
+                     complete (the reason for the flag), or remove the flag",
+                ));
+            }
             return Ok(());
         }
         if !allow_on_headers_stop_iteration {

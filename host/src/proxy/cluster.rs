@@ -388,3 +388,37 @@ fn build_call_request(call: CallRequest) -> Result<Request<Body>, String> {
         .body(body)
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn body_of(chunks: usize, extra: usize) -> Body {
+        let mib = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let mut frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = (0..chunks)
+            .map(|_| Ok(http_body::Frame::data(mib.clone())))
+            .collect();
+        if extra > 0 {
+            frames.push(Ok(http_body::Frame::data(Bytes::from(vec![b'y'; extra]))));
+        }
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+    }
+
+    /// Envoy's async client keeps 32 MiB of a call's answer and resets the call past that
+    /// (the plugin then gets 0 headers).
+    #[test]
+    fn call_answers_over_32_mib_fail() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (data, _) = collect_call_body(body_of(32, 0)).await.unwrap();
+            assert_eq!(data.len(), CALL_RESPONSE_LIMIT);
+            assert!(matches!(
+                collect_call_body(body_of(32, 1)).await,
+                Err(CallError::Reset(_))
+            ));
+        });
+    }
+}
