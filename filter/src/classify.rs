@@ -8,89 +8,7 @@
 
 use std::fmt;
 
-/// Envoy's `response.flags` bit set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ResponseFlags(u64);
-
-/// Envoy's short flag names and bits (`source/common/stream_info/utility.cc`).
-const FLAG_NAMES: &[(&str, u64)] = &[
-    ("LH", 0x1),
-    ("UH", 0x2),
-    ("UT", 0x4),
-    ("LR", 0x8),
-    ("UR", 0x10),
-    ("UF", 0x20),
-    ("UC", 0x40),
-    ("UO", 0x80),
-    ("NR", 0x100),
-    ("DI", 0x200),
-    ("FI", 0x400),
-    ("RL", 0x800),
-    ("UAEX", 0x1000),
-    ("RLSE", 0x2000),
-    ("DC", 0x4000),
-    ("URX", 0x8000),
-    ("SI", 0x10000),
-    ("IH", 0x20000),
-    ("DPE", 0x40000),
-    ("UMSDR", 0x80000),
-    ("RFCF", 0x100000),
-    ("NFCF", 0x200000),
-    ("DT", 0x400000),
-    ("UPE", 0x800000),
-    ("NC", 0x1000000),
-    ("OM", 0x2000000),
-];
-
-impl ResponseFlags {
-    /// Wraps a raw bit set as read from the `response.flags` property.
-    pub fn from_bits(bits: u64) -> Self {
-        Self(bits)
-    }
-
-    /// The raw bits.
-    pub fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// The bit of a short flag name (`"UF"`), if Envoy has it.
-    pub fn bit_of(name: &str) -> Option<u64> {
-        FLAG_NAMES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, b)| *b)
-    }
-
-    /// This set plus `bit`.
-    pub fn with(self, bit: u64) -> Self {
-        Self(self.0 | bit)
-    }
-
-    /// True when any bit of `bits` is in this set.
-    pub fn contains_any(self, bits: u64) -> bool {
-        self.0 & bits != 0
-    }
-}
-
-impl fmt::Display for ResponseFlags {
-    /// Envoy's access-log style: `UF,URX`, or `-` when empty.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (name, bit) in FLAG_NAMES {
-            if self.0 & bit != 0 {
-                if !first {
-                    f.write_str(",")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("-")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::envoy::{decode_status, decode_u64_le, ResponseFlags};
 
 /// What the filter could read about one answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -192,7 +110,8 @@ pub fn details_matter(
     let Some(code) = status else {
         return false;
     };
-    flags.is_some_and(|f| f.0 & policy.response_flags.0 != 0) || policy.statuses.contains(code)
+    flags.is_some_and(|f| !f.intersection(policy.response_flags).is_empty())
+        || policy.statuses.contains(code)
 }
 
 /// Classifies `obs` under `policy`.
@@ -205,8 +124,8 @@ pub fn classify(policy: &crate::config::FailurePolicy, obs: &Observation) -> Ver
         .as_deref()
         .is_none_or(|d| d == "via_upstream");
     if let Some(flags) = obs.flags {
-        let hit = ResponseFlags(flags.0 & policy.response_flags.0);
-        if hit.0 != 0 {
+        let hit = flags.intersection(policy.response_flags);
+        if !hit.is_empty() {
             return Verdict::Failed(Reason::Flags {
                 flags: hit,
                 code: Some(code),
@@ -225,26 +144,6 @@ pub fn classify(policy: &crate::config::FailurePolicy, obs: &Observation) -> Ver
     } else {
         Verdict::Neutral
     }
-}
-
-/// Reads Envoy's 8-byte little-endian integer property encoding. Anything else is `None`:
-/// a host that encodes differently must never crash the filter.
-pub fn decode_u64_le(bytes: &[u8]) -> Option<u64> {
-    let arr: [u8; 8] = bytes.try_into().ok()?;
-    Some(u64::from_le_bytes(arr))
-}
-
-/// Reads a status code sent as text (`:status` header) or as an 8-byte integer property.
-pub fn decode_status(bytes: &[u8]) -> Option<u16> {
-    if let Some(n) = decode_u64_le(bytes) {
-        return u16::try_from(n).ok().filter(|c| (100..=599).contains(c));
-    }
-    std::str::from_utf8(bytes)
-        .ok()?
-        .trim()
-        .parse::<u16>()
-        .ok()
-        .filter(|c| (100..=599).contains(c))
 }
 
 /// True when a `content-type` value names `text/event-stream` (any case, any parameters):
@@ -282,7 +181,7 @@ mod tests {
     fn obs(status: Option<u16>, flags: u64, details: &str) -> Observation {
         Observation {
             status,
-            flags: Some(ResponseFlags(flags)),
+            flags: Some(ResponseFlags::from_bits(flags)),
             code_details: Some(details.to_string()),
         }
     }
@@ -415,8 +314,8 @@ mod tests {
         assert_eq!(ResponseFlags::bit_of("uf"), Some(0x20));
         assert_eq!(ResponseFlags::bit_of("URX"), Some(0x8000));
         assert_eq!(ResponseFlags::bit_of("nope"), None);
-        assert_eq!(ResponseFlags(0x8020).to_string(), "UF,URX");
-        assert_eq!(ResponseFlags(0).to_string(), "-");
+        assert_eq!(ResponseFlags::from_bits(0x8020).to_string(), "UF,URX");
+        assert_eq!(ResponseFlags::from_bits(0).to_string(), "-");
     }
 
     #[test]
@@ -465,9 +364,9 @@ mod tests {
         ];
         let flag_sets = [
             None,
-            Some(ResponseFlags(0)),
-            Some(ResponseFlags(0x10)),
-            Some(ResponseFlags(0x2000)),
+            Some(ResponseFlags::from_bits(0)),
+            Some(ResponseFlags::from_bits(0x10)),
+            Some(ResponseFlags::from_bits(0x2000)),
         ];
         for code in (100..=599).map(Some).chain([None]) {
             for flags in flag_sets {

@@ -13,8 +13,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod attempt;
 pub mod classify;
 pub mod config;
+pub mod envoy;
 pub mod probe;
 pub mod retry_after;
 pub mod select;

@@ -167,30 +167,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `--mode validate`: Envoy's own schema (failover-envoy-schema), then the subset this host
 /// runs. Like Envoy, prints `configuration '<file>' OK` and exits 0, or the error and exits 1.
 fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
-    failover_envoy_schema::validate_file(config)
+    let validated = failover_envoy_schema::validate_file(config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    // What the failover config must agree on with the Envoy config around it (hold_headers vs
+    // allow_on_headers_stop_iteration, max_request_bytes vs the listener's buffer limit).
+    for plugin in validated.plugins() {
+        let Some(json) = plugin.configuration_str() else {
+            continue;
+        };
+        // Only our filter's JSON parses here; `${ENV}` values do not matter for this check.
+        let Ok(cfg) =
+            failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
+        else {
+            continue;
+        };
+        cfg.check_envoy_agreement(
+            plugin.allow_on_headers_stop_iteration,
+            plugin.buffer_limit_bytes.map(u64::from),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.path))?;
+    }
     let load = LoadOptions {
         wasm_override,
         skip_file_checks: true,
     };
     let b = bootstrap::load(config, &load)
         .context("valid for Envoy, but failover-host cannot run it")?;
-    // Holding the request headers while the body arrives works in Envoy only with
-    // `allow_on_headers_stop_iteration`; without it the request stalls
-    // (StopAllIterationAndWatermark). The plugin option and the Wasm config must agree.
-    for plugin in b.listeners.iter().flat_map(|l| &l.wasm_filters) {
-        if is_failover_filter(&plugin.code) {
-            let hold = hold_headers(&plugin.configuration);
-            if hold != plugin.allow_on_headers_stop_iteration {
-                anyhow::bail!(
-                    "{}: {}: failover.hold_headers is {hold} but allow_on_headers_stop_iteration is {}: they must agree (holding the request headers needs Envoy ≥ 1.35 with allow_on_headers_stop_iteration: true; without it Envoy stops the body callbacks too and the request stalls)",
-                    config.display(),
-                    plugin.config_path,
-                    plugin.allow_on_headers_stop_iteration
-                );
-            }
-        }
-    }
     // The failover filter's own config check, natively (the same parser as in the .wasm), with
     // the environment the VM would get. Other modules' configs are theirs to judge.
     for plugin in b
@@ -214,15 +216,6 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
     }
     println!("configuration '{}' OK", config.display());
     Ok(())
-}
-
-/// The failover plugin's `failover.hold_headers` option (false when absent or unreadable; the
-/// filter's own parser reports a malformed configuration).
-fn hold_headers(configuration: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(configuration)
-        .ok()
-        .and_then(|v| v.get("failover")?.get("hold_headers")?.as_bool())
-        .unwrap_or(false)
 }
 
 /// True for the embedded filter or a file that looks like its build output.

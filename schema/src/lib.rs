@@ -35,7 +35,7 @@ mod walk;
 use std::path::Path;
 
 pub use error::SchemaError;
-pub use plugins::{PluginConfig, PluginConfiguration, PluginKind};
+pub use plugins::{PluginConfig, PluginConfiguration, PluginKind, DEFAULT_BUFFER_LIMIT_BYTES};
 
 /// A bootstrap that passed every check.
 #[derive(Debug, Clone)]

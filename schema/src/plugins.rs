@@ -11,6 +11,11 @@ const HTTP_FILTER: &str = "envoy.extensions.filters.http.wasm.v3.Wasm";
 const SERVICE: &str = "envoy.extensions.wasm.v3.WasmService";
 const STRING_VALUE: &str = "google.protobuf.StringValue";
 const BYTES_VALUE: &str = "google.protobuf.BytesValue";
+const LISTENER: &str = "envoy.config.listener.v3.Listener";
+
+/// Envoy's default `per_connection_buffer_limit_bytes` (1 MiB): past it, a filter that buffers
+/// a request body gets Envoy's 413.
+pub const DEFAULT_BUFFER_LIMIT_BYTES: u32 = 1024 * 1024;
 
 /// Where a plugin is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +65,12 @@ pub struct PluginConfig {
     pub code_filename: Option<String>,
     /// The configuration delivered to `on_configure`.
     pub configuration: PluginConfiguration,
-    /// `allow_on_headers_stop_iteration` (a `BoolValue`, Envoy ≥ 1.35; unset = false): a
-    /// Pause from a headers callback is then `StopIteration` (body callbacks go on) instead of
-    /// `StopAllIterationAndWatermark`. A plugin that holds headers while it reads the body
-    /// needs it, and must say so in its own configuration.
+    /// `PluginConfig.allow_on_headers_stop_iteration` (Envoy ≥ 1.35): a Pause at headers is
+    /// StopIteration (body callbacks go on) instead of StopAllIterationAndWatermark.
     pub allow_on_headers_stop_iteration: bool,
+    /// For an HTTP filter: its listener's `per_connection_buffer_limit_bytes` (Envoy's default
+    /// when unset), the most request body a buffering filter may hold.
+    pub buffer_limit_bytes: Option<u32>,
 }
 
 impl PluginConfig {
@@ -86,6 +92,9 @@ pub struct PluginCollector {
     /// `singleton` of the `WasmService` just visited: the walk is depth-first and pre-order, and
     /// a `WasmService`'s only message field is its `config`, so that is the next message seen.
     service_singleton: bool,
+    /// `per_connection_buffer_limit_bytes` of the listener being walked (pre-order: a
+    /// listener is seen before the filters inside it).
+    listener_buffer_limit: Option<u32>,
 }
 
 impl Visitor for PluginCollector {
@@ -96,6 +105,15 @@ impl Visitor for PluginCollector {
         path: &FieldPath,
     ) -> Result<(), SchemaError> {
         match msg.descriptor().full_name() {
+            LISTENER => {
+                self.listener_buffer_limit = msg
+                    .has_field_by_name("per_connection_buffer_limit_bytes")
+                    .then(|| msg.get_field_by_name("per_connection_buffer_limit_bytes"))
+                    .flatten()
+                    .and_then(|v| v.as_message().cloned())
+                    .and_then(|w| w.get_field_by_name("value").and_then(|v| v.as_u32()));
+                Ok(())
+            }
             SERVICE => {
                 self.service_singleton = msg
                     .get_field_by_name("singleton")
@@ -111,6 +129,10 @@ impl Visitor for PluginCollector {
                     },
                     other => PluginKind::Other(other.unwrap_or_default().to_owned()),
                 };
+                let buffer_limit_bytes = matches!(kind, PluginKind::HttpFilter).then_some(
+                    self.listener_buffer_limit
+                        .unwrap_or(DEFAULT_BUFFER_LIMIT_BYTES),
+                );
                 self.found.push(PluginConfig {
                     path: path.to_string(),
                     kind,
@@ -124,13 +146,13 @@ impl Visitor for PluginCollector {
                     .filter(|s| !s.is_empty()),
                     configuration: configuration(msg)?,
                     allow_on_headers_stop_iteration: msg
-                        .get_field_by_name("allow_on_headers_stop_iteration")
-                        .and_then(|v| {
-                            v.as_message()?
-                                .get_field_by_name("value")
-                                .and_then(|b| b.as_bool())
-                        })
+                        .has_field_by_name("allow_on_headers_stop_iteration")
+                        .then(|| msg.get_field_by_name("allow_on_headers_stop_iteration"))
+                        .flatten()
+                        .and_then(|v| v.as_message().cloned())
+                        .and_then(|w| w.get_field_by_name("value").and_then(|v| v.as_bool()))
                         .unwrap_or(false),
+                    buffer_limit_bytes,
                 });
                 Ok(())
             }

@@ -180,25 +180,3 @@ fn missing_file_is_an_io_error_naming_it() {
     assert!(matches!(err, SchemaError::Io { .. }), "{err:?}");
     assert_mentions(&err, &["does/not/exist.yaml"]);
 }
-
-/// `allow_on_headers_stop_iteration` (Envoy ≥ 1.35) is a known `PluginConfig` field: accepted,
-/// and reported with the plugin (a plain `true`, the JSON form of a `BoolValue`); a wrong type
-/// is refused.
-#[test]
-fn allow_on_headers_stop_iteration_is_accepted_and_reported() {
-    let from = "                        root_id: failover\n";
-    let text = mutated(
-        from,
-        "                        root_id: failover\n                        allow_on_headers_stop_iteration: true\n",
-    );
-    let validated = validate_yaml(&text).unwrap_or_else(|e| panic!("refused: {e}"));
-    assert!(validated.plugins()[0].allow_on_headers_stop_iteration);
-    let shipped = validate_yaml(&common::shipped_yaml()).unwrap();
-    assert!(!shipped.plugins()[0].allow_on_headers_stop_iteration);
-
-    let err = rejected(&mutated(
-        from,
-        "                        root_id: failover\n                        allow_on_headers_stop_iteration: often\n",
-    ));
-    assert_mentions(&err, &["allow_on_headers_stop_iteration"]);
-}

@@ -71,7 +71,8 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Every bootstrap we ship — `envoy/` and `examples/`, subfolders included — decodes under
 /// Envoy's schema, its plugin JSON passes the filter's own parser, and each plugin's
 /// `route_header` is the header the route reads its cluster from (a mismatch would route
-/// every request to no cluster at all, which no schema can see).
+/// every request to no cluster at all, which no schema can see), and its `hold_headers` agrees
+/// with the Wasm config's `allow_on_headers_stop_iteration` and the listener's buffer limit.
 #[test]
 fn every_shipped_bootstrap_is_valid_and_routes_by_the_plugins_header() {
     let root = common::repo_file("");
@@ -101,6 +102,12 @@ fn every_shipped_bootstrap_is_valid_and_routes_by_the_plugins_header() {
             let config =
                 failover_filter::config::Config::parse(json.as_bytes(), &|_| Some("set".into()))
                     .unwrap_or_else(|e| panic!("{relative}: {}: {e}", plugin.path));
+            config
+                .check_envoy_agreement(
+                    plugin.allow_on_headers_stop_iteration,
+                    plugin.buffer_limit_bytes.map(u64::from),
+                )
+                .unwrap_or_else(|e| panic!("{relative}: {}: {e}", plugin.path));
             let header = config.route_header.as_str();
             assert!(
                 text.contains(&format!("cluster_header: {header}")),

@@ -122,6 +122,11 @@ pub struct Setup {
     pub vm_env: Vec<(String, String)>,
     /// `--state-file`.
     pub state_file: Option<PathBuf>,
+    /// `allow_on_headers_stop_iteration: true` in the Wasm filter's config (Envoy ≥ 1.35): a
+    /// Pause at headers lets body callbacks go on. Needed by the plugin's `hold_headers`.
+    pub stop_iteration_at_headers: bool,
+    /// Clusters with no endpoint at all: the router answers them 503 UH (no healthy upstream).
+    pub empty_clusters: Vec<String>,
 }
 
 impl Setup {
@@ -137,6 +142,8 @@ impl Setup {
             log_level: "info".into(),
             vm_env: Vec::new(),
             state_file: None,
+            stop_iteration_at_headers: false,
+            empty_clusters: Vec::new(),
         }
     }
 
@@ -173,7 +180,18 @@ impl Setup {
                     port = addr.port()
                 )
             })
+            .chain(self.empty_clusters.iter().map(|name| {
+                format!(
+                    "\n  - name: {name}\n    type: STATIC\n    connect_timeout: {ct}\n    load_assignment:\n      cluster_name: {name}\n      endpoints: []",
+                    ct = self.connect_timeout,
+                )
+            }))
             .collect();
+        let stop_iteration = if self.stop_iteration_at_headers {
+            "\n                allow_on_headers_stop_iteration: true"
+        } else {
+            ""
+        };
         let singleton = if self.singleton_verifier {
             format!(
                 "bootstrap_extensions:\n- name: envoy.bootstrap.wasm\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.wasm.v3.WasmService\n    singleton: true\n    config:\n      {}\n",
@@ -208,7 +226,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
-                {filter}
+                {filter}{stop_iteration}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router

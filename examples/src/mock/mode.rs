@@ -88,6 +88,16 @@ pub enum FailMode {
     },
     /// A complete SSE stream whose last frame is `event: error` (an overloaded error).
     SseError,
+    /// `200 text/event-stream` whose first and only event is `event: error` — how Anthropic
+    /// reports `overloaded_error` after the status already said 200.
+    SseErrorFirst,
+    /// A healthy SSE stream of `events` events, `gap` apart (an LLM answer as it is generated).
+    SseSlow {
+        /// Events in all (the first comes at once).
+        events: usize,
+        /// Time between two events.
+        gap: Duration,
+    },
 }
 
 impl FailMode {
@@ -115,7 +125,10 @@ impl FailMode {
     /// not down. The mock's `down_transitions` counter is built on this.
     pub fn is_down(&self) -> bool {
         match self {
-            FailMode::Healthy | FailMode::Slow { .. } | FailMode::Delay { .. } => false,
+            FailMode::Healthy
+            | FailMode::Slow { .. }
+            | FailMode::Delay { .. }
+            | FailMode::SseSlow { .. } => false,
             FailMode::Status { code, body, .. } => {
                 *code >= 500 || *code == 429 || *code == 408 || body_is_error(*code, body)
             }
@@ -124,14 +137,18 @@ impl FailMode {
             | FailMode::ResetMidBody
             | FailMode::Hang
             | FailMode::SseCut { .. }
-            | FailMode::SseError => true,
+            | FailMode::SseError
+            | FailMode::SseErrorFirst => true,
         }
     }
 
     /// Whether an answer in this mode counts as a healthy answer in the mock's stats.
     pub fn answers_healthy(&self) -> bool {
         match self {
-            FailMode::Healthy | FailMode::Slow { .. } | FailMode::Delay { .. } => true,
+            FailMode::Healthy
+            | FailMode::Slow { .. }
+            | FailMode::Delay { .. }
+            | FailMode::SseSlow { .. } => true,
             FailMode::Status { code, body, .. } => {
                 (200..300).contains(code) && !body_is_error(*code, body)
             }
@@ -180,6 +197,10 @@ impl fmt::Display for FailMode {
             FailMode::Delay { delay } => write!(f, "delay:{}", fmt_duration(*delay)),
             FailMode::SseCut { events } => write!(f, "sse-cut:{events}"),
             FailMode::SseError => f.write_str("sse-error"),
+            FailMode::SseErrorFirst => f.write_str("sse-error-first"),
+            FailMode::SseSlow { events, gap } => {
+                write!(f, "sse-slow:{events}:{}", fmt_duration(*gap))
+            }
         }
     }
 }
@@ -205,6 +226,23 @@ impl FromStr for FailMode {
             "reset-mid-body" => no_arg(FailMode::ResetMidBody),
             "hang" => no_arg(FailMode::Hang),
             "sse-error" => no_arg(FailMode::SseError),
+            "sse-error-first" => no_arg(FailMode::SseErrorFirst),
+            "sse-slow" => {
+                let arg = rest.ok_or_else(|| perr(s, "expected sse-slow:EVENTS:GAP"))?;
+                let (events, gap) = arg.split_once(':').ok_or_else(|| {
+                    perr(s, "expected sse-slow:EVENTS:GAP (e.g. sse-slow:50:20ms)")
+                })?;
+                let events: usize = events
+                    .parse()
+                    .map_err(|_| perr(s, "EVENTS must be a positive integer"))?;
+                if events == 0 {
+                    return Err(perr(s, "EVENTS must be at least 1"));
+                }
+                Ok(FailMode::SseSlow {
+                    events,
+                    gap: parse_duration(gap)?,
+                })
+            }
             "slow" => {
                 let arg = rest.ok_or_else(|| perr(s, "expected slow:BYTES_PER_SEC"))?;
                 let bytes_per_sec: u64 = arg
@@ -233,7 +271,8 @@ impl FromStr for FailMode {
                 s,
                 format!(
                     "unknown mode `{other}` (expected healthy, status:CODE, error-body, refuse, \
-                     reset, reset-mid-body, hang, slow:N, delay:D, sse-cut:N, sse-error)"
+                     reset, reset-mid-body, hang, slow:N, delay:D, sse-cut:N, sse-error, \
+                     sse-error-first, sse-slow:N:GAP)"
                 ),
             )),
         }
@@ -474,6 +513,17 @@ mod tests {
             Schedule::Fixed(FailMode::SseCut { events: 2 })
         );
         assert_eq!(round_trip("sse-error"), Schedule::Fixed(FailMode::SseError));
+        assert_eq!(
+            round_trip("sse-error-first"),
+            Schedule::Fixed(FailMode::SseErrorFirst)
+        );
+        assert_eq!(
+            round_trip("sse-slow:50:20ms"),
+            Schedule::Fixed(FailMode::SseSlow {
+                events: 50,
+                gap: Duration::from_millis(20)
+            })
+        );
         assert_eq!(
             round_trip("error-body"),
             Schedule::Fixed(FailMode::error_body())

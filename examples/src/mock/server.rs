@@ -593,9 +593,41 @@ async fn handle(
                 None,
             )
         }
+        FailMode::SseErrorFirst => stream_frames(
+            &shared,
+            guard,
+            Vec::new(),
+            Some(respond::sse_error_frame()),
+            None,
+        ),
+        FailMode::SseSlow { events, gap } => {
+            let frames = sse_cycle(name, *events);
+            paced_frames(&shared, guard, frames, *gap)
+        }
     };
     shared.recorder.answered(resp.status().as_u16());
     Ok(resp)
+}
+
+/// Stream SSE frames `gap` apart, then end cleanly.
+fn paced_frames(
+    shared: &Shared,
+    guard: InFlight,
+    frames: Vec<String>,
+    gap: Duration,
+) -> Response<MockBody> {
+    let (tx, body) = MockBody::channel(Some(guard));
+    tokio::spawn(async move {
+        for (i, f) in frames.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Bytes::from(f)).await.is_err() {
+                return;
+            }
+        }
+    });
+    base_response(shared, StatusCode::OK, "text/event-stream", body)
 }
 
 async fn never(guard: InFlight) -> Result<Response<MockBody>, Infallible> {

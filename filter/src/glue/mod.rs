@@ -14,6 +14,7 @@
 //!    call response   ─ success → send_http_response; failure → next endpoint or last answer
 //! ```
 
+mod abi;
 mod host;
 mod http;
 mod plugin;

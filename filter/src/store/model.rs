@@ -487,7 +487,13 @@ mod tests {
         assert!(!again.written && !again.replaced_corrupt);
         // the SDK's "remove" leaves an empty value: a fresh record, no error
         lock.with(|s| s.set(RECORD_KEY, b"", 0));
-        let up = update(&store, |r| {
+        let up = fail_a(&store);
+        assert_eq!(up.outcome, FailureOutcome::Inserted);
+    }
+
+    /// Records one failure of endpoint `a` through the CAS loop.
+    fn fail_a<S: SharedStore>(store: &S) -> super::super::Updated<FailureOutcome> {
+        update(store, |r| {
             r.record_failure(&Failure {
                 id: "a",
                 reason: "r",
@@ -497,8 +503,7 @@ mod tests {
                 not_before_ms: None,
             })
         })
-        .expect("update");
-        assert_eq!(up.outcome, FailureOutcome::Inserted);
+        .expect("update")
     }
 
     #[test]
@@ -518,17 +523,7 @@ mod tests {
         let store = ModelStore(&lock);
         let mut cache = super::super::RecordCache::default();
         assert!(cache.refresh(&store).expect("refresh").queue.is_empty());
-        update(&store, |r| {
-            r.record_failure(&Failure {
-                id: "a",
-                reason: "r",
-                now_ms: 1,
-                threshold: 1,
-                interval_ms: 1,
-                not_before_ms: None,
-            })
-        })
-        .expect("update");
+        fail_a(&store);
         assert!(cache.refresh(&store).expect("refresh").is_queued("a"));
         // Same cas: the cached copy is served even though we tamper with the stored bytes'
         // meaning by keeping the cas — proving no re-parse happens.

@@ -1,0 +1,124 @@
+//! Checks of single values shared by the validation: numbers, header names, `${ENV}`.
+
+use std::collections::BTreeMap;
+
+use super::model::HeaderValue;
+use super::{invalid, ConfigError};
+
+pub(super) fn positive(path: &str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        Err(invalid(path, "0 is not allowed here (must be at least 1)"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// Largest timeout Envoy's `dispatch_http_call` takes: it converts the milliseconds to a
+/// signed 32-bit duration and refuses anything larger with BadArgument, so a bigger value
+/// would make every replay (or probe) fail.
+pub const MAX_CALL_TIMEOUT_MS: u64 = (1 << 31) - 1;
+
+/// A `dispatch_http_call` timeout: at least 1 ms, at most [`MAX_CALL_TIMEOUT_MS`].
+pub(super) fn call_timeout(path: &str, v: u64) -> Result<u64, ConfigError> {
+    let v = positive(path, v)?;
+    if v > MAX_CALL_TIMEOUT_MS {
+        return Err(invalid(
+            path,
+            format!("{v} is over {MAX_CALL_TIMEOUT_MS} ms, the most Envoy accepts for a call"),
+        ));
+    }
+    Ok(v)
+}
+
+pub(super) fn small(path: &str, v: u64) -> Result<u32, ConfigError> {
+    u32::try_from(v).map_err(|_| invalid(path, format!("{v} is too large")))
+}
+
+/// A lowercase HTTP header name (RFC 9110 token characters).
+pub(super) fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(invalid(
+            path,
+            format!("{name:?} is not a valid header name"),
+        ))
+    }
+}
+
+/// Replaces every `${NAME}` in `text` from `env`. `$$` is not special; a `${` without `}` is an
+/// error so a typo never reaches the wire.
+pub(super) fn resolve_env(
+    path: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HeaderValue, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut secret = false;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            invalid(
+                path,
+                format!("{text:?} has \"${{\" without a closing \"}}\""),
+            )
+        })?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid(
+                path,
+                format!("${{{name}}} is not a valid environment variable reference"),
+            ));
+        }
+        let value = env(name).ok_or_else(|| {
+            invalid(
+                path,
+                format!("environment variable {name} is not set (list it in vm_config.environment_variables)"),
+            )
+        })?;
+        out.push_str(&value);
+        secret = true;
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    if out.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(invalid(path, "the value contains CR, LF or NUL"));
+    }
+    Ok(HeaderValue { value: out, secret })
+}
+
+pub(super) fn headers(
+    path: &str,
+    raw: &BTreeMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, HeaderValue)>, ConfigError> {
+    raw.iter()
+        .map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            let name = header_name(&here, k)?;
+            if name.starts_with(':') || HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
+                return Err(invalid(here, format!("{k:?} cannot be set by the filter")));
+            }
+            Ok((name, resolve_env(&here, v, env)?))
+        })
+        .collect()
+}
+
+/// Connection-level headers that never travel past one hop (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
