@@ -4,8 +4,10 @@
 //! rules, both from Envoy and the Rust SDK 0.2.5:
 //!
 //! - A bad guest pointer is a trap (the guest is broken); anything the guest could legitimately
-//!   meet (a missing key, a cas mismatch) is a [`Status`], and only a status the SDK's wrapper
-//!   for that call accepts is ever returned — it panics on any other.
+//!   meet (a missing key, a cas mismatch) is a [`Status`] — the one Envoy returns, also where
+//!   the SDK's wrapper does not accept it and panics (a header read from a map that is gone is
+//!   BAD_ARGUMENT in Envoy, so it is here: a module that touches what its callback cannot reach
+//!   fails under this host as it would in Envoy). Only statuses of the spec are used.
 //! - No host function calls back into the guest (except `proxy_on_memory_allocate`): effects
 //!   that cause callbacks are recorded in [`state::HostState`] and delivered by
 //!   [`crate::vm::PluginVm`] after the current guest call returns.
