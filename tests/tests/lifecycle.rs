@@ -274,7 +274,8 @@ fn listening_sockets(port: u16) -> usize {
         .skip(1)
         .filter(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.get(1).is_some_and(|local| format!("{local} ").ends_with(&needle))
+            cols.get(1)
+                .is_some_and(|local| format!("{local} ").ends_with(&needle))
                 && cols.get(3) == Some(&"0A")
         })
         .count()
@@ -317,8 +318,14 @@ async fn twenty_reloads_under_traffic_lose_no_request() {
             tokio::spawn(async move {
                 let (mut ok, mut failed) = (0usize, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    match send(listen, "GET", "/failover/status", &[("connection", "close")], "")
-                        .await
+                    match send(
+                        listen,
+                        "GET",
+                        "/failover/status",
+                        &[("connection", "close")],
+                        "",
+                    )
+                    .await
                     {
                         Ok(a) if a.status == 200 => ok += 1,
                         Ok(a) => failed.push(format!("status {}: {}", a.status, a.text())),
@@ -335,7 +342,14 @@ async fn twenty_reloads_under_traffic_lose_no_request() {
         let in_flight: Vec<_> = (0..IN_FLIGHT)
             .map(|i| {
                 tokio::spawn(async move {
-                    send(listen, "POST", "/v1/messages", &[], format!("{{\"n\":{i}}}")).await
+                    send(
+                        listen,
+                        "POST",
+                        "/v1/messages",
+                        &[],
+                        format!("{{\"n\":{i}}}"),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -354,7 +368,11 @@ async fn twenty_reloads_under_traffic_lose_no_request() {
             (host.count_lines(&["configuration reloaded"]) > round).then_some(())
         })
         .await;
-        assert!(reloaded.is_some(), "round {round}: no reload\n{}", host.logs());
+        assert!(
+            reloaded.is_some(),
+            "round {round}: no reload\n{}",
+            host.logs()
+        );
         for (i, t) in in_flight.into_iter().enumerate() {
             let a = t.await.expect("task").unwrap_or_else(|e| {
                 panic!("round {round}: in-flight request {i}: {e}\n{}", host.logs())
@@ -369,9 +387,9 @@ async fn twenty_reloads_under_traffic_lose_no_request() {
         }
         // New requests after the reload: the new generation answers them.
         for i in 0..4 {
-            let a = get(listen, "/failover/status").await.unwrap_or_else(|e| {
-                panic!("round {round}: new request {i}: {e}\n{}", host.logs())
-            });
+            let a = get(listen, "/failover/status")
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: new request {i}: {e}\n{}", host.logs()));
             assert_eq!(a.status, 200, "round {round}: {}", a.text());
         }
     }
