@@ -156,8 +156,9 @@ async fn serve_connection(
         () = drained(&mut drain) => {
             // hyper's graceful shutdown closes a connection on which nothing has been read yet
             // at once, even when its request is already in the socket buffer: a client that
-            // connected just before the drain would get no answer. Like Envoy, which answers
-            // such a request with `connection: close`, wait (bounded) for the first request.
+            // connected just before the drain would get no answer. Envoy answers a request on
+            // a draining listener (adding `connection: close`), so wait, bounded, for the first
+            // request; once one has arrived the shutdown only turns keep-alive off.
             let first = tokio::select! {
                 r = conn.as_mut() => Some(r),
                 () = request_seen.notified() => None,
