@@ -205,9 +205,24 @@ pub enum WasmSource {
 pub struct LoadOptions {
     /// `--wasm`: replaces every `code.local` (`None` = as configured).
     pub wasm_override: Option<WasmSource>,
-    /// Do not require `code.local.filename` to exist (`--mode validate` checks the config,
-    /// not the machine it runs on).
+    /// Do not require `code.local.filename` to exist here (`--mode validate` checks the files
+    /// afterwards, with [`wasm_file_problem`] and by loading them).
     pub skip_file_checks: bool,
+}
+
+/// Why the `.wasm` at `path` cannot be loaded without opening it (missing: with the ways to fix
+/// it; not a regular file), `None` when it looks loadable.
+pub fn wasm_file_problem(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(format!("Wasm module {} is not a regular file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "Wasm module {} not found; build it (cargo build --release -p failover-filter --target wasm32-wasip1), write the built-in one with `failover-host wasm --out {}`, or run with `--wasm builtin`",
+            path.display(),
+            path.display()
+        )),
+        Err(e) => Some(format!("Wasm module {}: {e}", path.display())),
+    }
 }
 
 /// Reads, parses and checks a bootstrap file.
@@ -687,16 +702,9 @@ impl Resolver<'_> {
                 }
             }
         };
-        if let WasmSource::File(f) = &code {
-            if !self.opts.skip_file_checks && !f.is_file() {
-                return Err(self.err(
-                    format!("{cpath}.filename"),
-                    format!(
-                        "Wasm module {} not found; build it (cargo build --release -p failover-filter --target wasm32-wasip1), write the built-in one with `failover-host wasm --out {}`, or run with `--wasm builtin`",
-                        f.display(),
-                        f.display()
-                    ),
-                ));
+        if let (WasmSource::File(f), false) = (&code, self.opts.skip_file_checks) {
+            if let Some(problem) = wasm_file_problem(f) {
+                return Err(self.err(format!("{cpath}.filename"), problem));
             }
         }
         let mut environment = Vec::new();

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use failover_host::bootstrap::{self, LoadOptions, WasmSource};
 use failover_host::server::{self, ServeOptions, Server};
+use failover_host::vm::VmError;
 
 /// mimalloc instead of glibc malloc: a proxied request makes dozens of small, short-lived
 /// allocations across worker threads, where glibc's fastbin consolidation showed up as the
@@ -31,7 +32,7 @@ struct Cli {
     /// Worker threads (default: number of cores).
     #[arg(long)]
     concurrency: Option<usize>,
-    /// `serve` runs the proxy; `validate` checks the config and exits 0/1.
+    /// `serve` runs the proxy; `validate` checks the config, loads its modules and exits 0/1.
     #[arg(long, value_enum, default_value_t = Mode::Serve)]
     mode: Mode,
     /// trace, debug, info, warning, error, critical, off.
@@ -165,7 +166,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `--mode validate`: Envoy's own schema (failover-envoy-schema), then the subset this host
-/// runs. Like Envoy, prints `configuration '<file>' OK` and exits 0, or the error and exits 1.
+/// runs, then every plugin's module loaded as Envoy loads it (read, compiled, ABI version,
+/// imports; none of its code runs). Like Envoy, prints `configuration '<file>' OK` and exits 0,
+/// or the error and exits 1.
 fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
     let validated = failover_envoy_schema::validate_file(config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
@@ -187,12 +190,14 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
         )
         .map_err(|e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.path))?;
     }
+    let overridden = wasm_override.is_some();
     let load = LoadOptions {
         wasm_override,
         skip_file_checks: true,
     };
     let b = bootstrap::load(config, &load)
         .context("valid for Envoy, but failover-host cannot run it")?;
+    check_modules(&b, overridden)?;
     // The failover filter's own config check, natively (the same parser as in the .wasm), with
     // the environment the VM would get. Other modules' configs are theirs to judge.
     for plugin in b
@@ -215,6 +220,47 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
         }
     }
     println!("configuration '{}' OK", config.display());
+    Ok(())
+}
+
+/// Envoy's validation loads every Wasm module: a missing, unreadable or invalid `.wasm` fails
+/// it, naming the field and the file. The embedded module is part of this binary and skipped.
+fn check_modules(b: &bootstrap::Bootstrap, overridden: bool) -> anyhow::Result<()> {
+    let shared = failover_host::vm::HostShared::new()?;
+    let clusters = failover_host::proxy::Clusters::new(&b.clusters)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", b.file.display()))?;
+    for plugin in b
+        .listeners
+        .iter()
+        .flat_map(|l| &l.wasm_filters)
+        .chain(&b.services)
+    {
+        let field = match (&plugin.code, overridden) {
+            (WasmSource::Embedded, _) => continue,
+            (WasmSource::File(_), true) => "--wasm".to_string(),
+            (WasmSource::File(_), false) => {
+                format!("{}.vm_config.code.local.filename", plugin.config_path)
+            }
+            (WasmSource::Inline(_), _) => format!("{}.vm_config.code.local", plugin.config_path),
+        };
+        let fail = |problem: String| anyhow::anyhow!("{}: {field}: {problem}", b.file.display());
+        if let Some(problem) = match &plugin.code {
+            WasmSource::File(path) => bootstrap::wasm_file_problem(path),
+            _ => None,
+        } {
+            return Err(fail(problem));
+        }
+        let cm: std::rc::Rc<dyn failover_host::vm::ClusterManager> = clusters.clone();
+        shared
+            .check_module(&server::plugin_spec(plugin), cm)
+            .map_err(|e| match (&plugin.code, &e) {
+                // A read error names the file already.
+                (WasmSource::File(path), e) if !matches!(e, VmError::Read { .. }) => {
+                    fail(format!("Wasm module {}: {e}", path.display()))
+                }
+                _ => fail(e.to_string()),
+            })?;
+    }
     Ok(())
 }
 

@@ -8,9 +8,18 @@
 //! WasmService VMs ─▶ N worker threads
 //! (own current_thread runtime + LocalSet, own VMs, own pools) ─▶ /ready LIVE
 //! SIGHUP: re-read config, start a new generation with the same HostShared (same shared data,
-//!         so the failure queue survives), then drain the old one
+//!         so the failure queue survives) and the same listening sockets, then drain the old one
 //! SIGINT/SIGTERM: drain, stop VMs, final state-file save
 //! ```
+//!
+//! A listener whose address is unchanged by a reload keeps its sockets: the new generation's
+//! workers accept on duplicates of the old generation's file descriptors, so a connection
+//! waiting in an accept queue when the old workers stop accepting is taken by a new worker.
+//! Envoy does the same for a listener update on the same address, "so that when using
+//! reuse_port no TCP connections are dropped during the drain process"
+//! (envoyproxy/envoy `source/common/listener_manager/listener_impl.md`). Binding new sockets
+//! and closing the old ones reset every connection still queued on a closed socket
+//! (`SO_REUSEPORT` gives each socket its own accept queue).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +27,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -26,7 +35,7 @@ use crate::admin::{self, AdminHandle, ServerState};
 use crate::bootstrap::{Bootstrap, WasmPlugin, WasmSource};
 use crate::error::StartError;
 use crate::metrics::Metrics;
-use crate::proxy::{bind_reuseport, serve, Clusters, ListenerContext, Router};
+use crate::proxy::{bind_reuseport, drained, serve, Clusters, ListenerContext, Router};
 use crate::shared_data::SharedData;
 use crate::state_file;
 use crate::stream::ChainOptions;
@@ -87,19 +96,34 @@ struct Thread {
 }
 
 impl Thread {
+    /// Asks the thread to stop. Called once per thread: the stop channel is written once.
     fn signal(&self) {
         let _ = self.stop.send(true);
     }
-    fn join(self) {
-        let _ = self.stop.send(true);
+    /// Waits for a thread that was [`Thread::signal`]led.
+    fn wait(self) {
         let _ = self.handle.join();
     }
+    /// Signals and waits.
+    fn join(self) {
+        self.signal();
+        self.wait();
+    }
+}
+
+/// One listener's listening sockets, one per worker. Shared (`Arc`) by the generations that
+/// serve the listener: the sockets close when the last generation holding them is gone.
+struct ListenerSockets {
+    /// The address in the bootstrap (port 0 included): what a reload matches on.
+    configured: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
 }
 
 struct Generation {
     workers: Vec<Thread>,
     singleton: Option<Thread>,
     listeners: Vec<(String, SocketAddr)>,
+    sockets: Vec<Arc<ListenerSockets>>,
 }
 
 impl Generation {
@@ -109,20 +133,32 @@ impl Generation {
             w.signal();
         }
         for w in self.workers {
-            w.join();
+            w.wait();
         }
         if let Some(s) = self.singleton {
             s.join();
         }
     }
+
+    /// The sockets already bound for `configured` with `count` sockets, if this generation has
+    /// them.
+    fn sockets_for(&self, configured: SocketAddr, count: usize) -> Option<Arc<ListenerSockets>> {
+        self.sockets
+            .iter()
+            .find(|s| s.configured == configured && s.sockets.len() == count)
+            .cloned()
+    }
 }
 
 type Started = mpsc::Sender<Result<(), String>>;
 
+/// Starts the threads serving `b`. Listeners whose address `previous` (the running generation,
+/// on a reload) already serves reuse its sockets; the others are bound here.
 fn start_generation(
     b: &Arc<Bootstrap>,
     shared: &HostShared,
     opts: &ServeOptions,
+    previous: Option<&Generation>,
 ) -> Result<Generation, StartError> {
     // Canary: every plugin once on this thread before anything else (on_configure false = reject).
     let canary_clusters = Clusters::new(&b.clusters)
@@ -142,22 +178,39 @@ fn start_generation(
     }
     drop(canary_clusters);
 
-    // Sockets: bound here so "address in use" is a start-up error, one per worker.
+    // Sockets: bound here so "address in use" is a start-up error, one per worker; on a reload
+    // the running generation's sockets for the same address are shared instead.
     let n = opts.concurrency.max(1);
+    let mut sockets = Vec::new();
     let mut per_listener = Vec::new();
     let mut listeners = Vec::new();
     for l in &b.listeners {
-        let socks = bind_reuseport(l.address, n).map_err(|source| StartError::Bind {
+        let bind_err = |source| StartError::Bind {
             what: format!("listener {:?}", l.name),
             addr: l.address,
             source,
-        })?;
+        };
+        let shared_socks = match previous.and_then(|g| g.sockets_for(l.address, n)) {
+            Some(s) => s,
+            None => Arc::new(ListenerSockets {
+                configured: l.address,
+                sockets: bind_reuseport(l.address, n).map_err(bind_err)?,
+            }),
+        };
+        // Each worker gets its own descriptor (its runtime registers and closes it).
+        let socks = shared_socks
+            .sockets
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bind_err)?;
         let addr = socks
             .first()
             .and_then(|s| s.local_addr().ok())
             .unwrap_or(l.address);
         listeners.push((l.name.clone(), addr));
         per_listener.push(socks);
+        sockets.push(shared_socks);
     }
 
     let has_filters = b.listeners.iter().any(|l| !l.wasm_filters.is_empty());
@@ -177,6 +230,7 @@ fn start_generation(
                     workers,
                     singleton,
                     listeners,
+                    sockets,
                 }
                 .stop();
                 return Err(e);
@@ -190,6 +244,7 @@ fn start_generation(
         workers,
         singleton,
         listeners,
+        sockets,
     })
 }
 
@@ -342,7 +397,7 @@ fn spawn_main_wasm(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, Star
                 }
             }
             let _ = started.send(Ok(()));
-            let _ = stop.wait_for(|s| *s).await;
+            drained(&mut stop).await;
             for vm in vms {
                 vm.shutdown();
             }
@@ -351,6 +406,9 @@ fn spawn_main_wasm(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, Star
 }
 
 // ===== the server =====
+
+/// How long after the drain time [`Server::shutdown`] waits for workers to stop their VMs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A running server: admin, the current generation of workers, the state-file saver.
 pub struct Server {
@@ -390,7 +448,7 @@ impl Server {
             Some(addr) => Some(admin::spawn(addr, shared.metrics().clone(), state.clone())?),
             None => None,
         };
-        let current = start_generation(&Arc::new(bootstrap), &shared, &opts)?;
+        let current = start_generation(&Arc::new(bootstrap), &shared, &opts, None)?;
         let saver = match &opts.state_file {
             Some(path) => Some(spawn_saver(
                 path.clone(),
@@ -417,10 +475,15 @@ impl Server {
     /// # Errors
     /// Like [`Server::start`].
     pub fn reload(&mut self, bootstrap: Bootstrap) -> Result<(), StartError> {
-        let next = start_generation(&Arc::new(bootstrap), &self.shared, &self.opts)?;
+        let next = start_generation(
+            &Arc::new(bootstrap),
+            &self.shared,
+            &self.opts,
+            self.current.as_ref(),
+        )?;
+        self.draining.retain(|d| !d.is_finished());
         if let Some(old) = self.current.replace(next) {
-            let handle = std::thread::spawn(move || old.stop());
-            self.draining.push(handle);
+            self.draining.push(std::thread::spawn(move || old.stop()));
         }
         tracing::info!("configuration reloaded");
         Ok(())
@@ -445,12 +508,27 @@ impl Server {
     }
 
     /// Graceful stop: drain, stop VMs, final state-file save.
+    ///
+    /// Every generation gets `drain_time` for its connections and then a grace period to stop
+    /// its VMs; a generation still running after that is left behind (it ends with the process)
+    /// with an error line, so that SIGTERM always ends the process.
     pub fn shutdown(mut self) {
         self.state.set_draining();
         if let Some(g) = self.current.take() {
-            g.stop();
+            self.draining.push(std::thread::spawn(move || g.stop()));
         }
-        for d in self.draining.drain(..) {
+        let deadline = Instant::now() + self.opts.drain_time + SHUTDOWN_GRACE;
+        while self.draining.iter().any(|d| !d.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stuck = self.draining.iter().filter(|d| !d.is_finished()).count();
+        if stuck > 0 {
+            tracing::error!(
+                "{stuck} worker generation(s) did not stop within the drain time + {}s; exiting without them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+        for d in self.draining.drain(..).filter(|d| d.is_finished()) {
             let _ = d.join();
         }
         if let Some(s) = self.saver.take() {

@@ -399,6 +399,51 @@ impl HostShared {
         entry.push((bytes, module.clone()));
         Ok(module)
     }
+
+    /// Loads `spec`'s module as Envoy does before it runs any of it: the bytes are read and
+    /// compiled, `proxy_abi_version_0_2_1` is exported, every import is one Envoy provides.
+    /// `--mode validate` stops here; [`PluginVm::start`] goes on to instantiate and configure.
+    ///
+    /// # Errors
+    /// `Read`, `Compile`, `AbiVersion` or `MissingImport`.
+    pub fn check_module(
+        &self,
+        spec: &PluginSpec,
+        clusters: Rc<dyn ClusterManager>,
+    ) -> Result<(), VmError> {
+        self.checked_module(spec, spec.name.clone(), clusters)
+            .map(|_| ())
+    }
+
+    /// [`HostShared::check_module`], keeping the module and the store the VM will live in.
+    fn checked_module(
+        &self,
+        spec: &PluginSpec,
+        label: String,
+        clusters: Rc<dyn ClusterManager>,
+    ) -> Result<(Module, Store<HostState>), VmError> {
+        let plugin = spec.name.clone();
+        let module = self.load_module(spec)?;
+        if module.get_export("proxy_abi_version_0_2_1").is_none() {
+            return Err(VmError::AbiVersion { plugin });
+        }
+        let state = HostState::new(spec.clone(), label, self.clone(), clusters);
+        let mut store = Store::new(&self.inner.engine, state);
+        for import in module.imports() {
+            if self
+                .inner
+                .linker
+                .get_by_import(&mut store, &import)
+                .is_none()
+            {
+                return Err(VmError::MissingImport {
+                    plugin,
+                    import: format!("{}.{}", import.module(), import.name()),
+                });
+            }
+        }
+        Ok((module, store))
+    }
 }
 
 // ===== one VM =====
@@ -480,26 +525,8 @@ impl PluginVm {
         clusters: Rc<dyn ClusterManager>,
     ) -> Result<Rc<PluginVm>, VmError> {
         let plugin = spec.name.clone();
-        let module = shared.load_module(spec)?;
-        if module.get_export("proxy_abi_version_0_2_1").is_none() {
-            return Err(VmError::AbiVersion { plugin });
-        }
         let label = format!("{} {}", spec.name, role);
-        let state = HostState::new(spec.clone(), label.clone(), shared.clone(), clusters);
-        let mut store = Store::new(&shared.inner.engine, state);
-        for import in module.imports() {
-            if shared
-                .inner
-                .linker
-                .get_by_import(&mut store, &import)
-                .is_none()
-            {
-                return Err(VmError::MissingImport {
-                    plugin,
-                    import: format!("{}.{}", import.module(), import.name()),
-                });
-            }
-        }
+        let (module, mut store) = shared.checked_module(spec, label.clone(), clusters)?;
         let instance = shared
             .inner
             .linker

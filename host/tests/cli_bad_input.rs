@@ -245,3 +245,102 @@ fn validate_mode_refuses_stop_iteration_without_hold_headers() {
         ],
     );
 }
+
+/// `good_yaml()` with one Wasm HTTP filter named `name` whose module is the file `wasm` (with a
+/// configuration the failover filter accepts, for `--wasm builtin`).
+fn yaml_with_wasm_file(name: &str, wasm: &str) -> String {
+    good_yaml().replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                vm_config: {{ runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: \"{wasm}\" }} }} }}\n                configuration: {{ \"@type\": type.googleapis.com/google.protobuf.StringValue, value: '{{\"endpoints\":[{{\"name\":\"a\",\"cluster\":\"alpha\"}}]}}' }}\n"),
+    )
+}
+
+const FILENAME_FIELD: &str = "http_filters[0].typed_config.config.vm_config.code.local.filename";
+
+/// Envoy's validation loads every Wasm module, so `--mode validate` fails on a `.wasm` that is
+/// missing, not a file, unreadable, not Wasm, or not a proxy-wasm module, naming the field and
+/// the file; `--wasm builtin` replaces the file, `--wasm PATH` is named as `--wasm`.
+#[test]
+fn validate_mode_loads_the_wasm_module_and_names_the_field_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("module.wasm");
+    let wasm_s = wasm.to_string_lossy().into_owned();
+    let f = write(&dir, "v.yaml", &yaml_with_wasm_file("m", &wasm_s));
+    let validate = |extra: &[&str]| {
+        let mut args = vec!["--mode", "validate", "-c", &f];
+        args.extend_from_slice(extra);
+        run(&args, LIMIT)
+    };
+
+    // Missing.
+    let out = validate(&[]);
+    assert_fails(&out, &["v.yaml", FILENAME_FIELD, &wasm_s, "not found"]);
+    // `--wasm builtin` does not need it; a `--wasm` file that is missing is named as `--wasm`.
+    let out = validate(&["--wasm", "builtin"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("OK"), "{}", out.stdout);
+    let other = dir.path().join("other.wasm").to_string_lossy().into_owned();
+    let out = validate(&["--wasm", &other]);
+    assert_fails(&out, &["v.yaml", "--wasm", &other, "not found"]);
+
+    // Not a regular file.
+    std::fs::create_dir(&wasm).unwrap();
+    let out = validate(&[]);
+    assert_fails(&out, &[FILENAME_FIELD, &wasm_s, "not a regular file"]);
+    std::fs::remove_dir(&wasm).unwrap();
+
+    // Not Wasm at all.
+    std::fs::write(&wasm, "this is not a wasm module").unwrap();
+    let out = validate(&[]);
+    assert_fails(&out, &[FILENAME_FIELD, &wasm_s, "failed to compile"]);
+
+    // Wasm, but not a proxy-wasm module: no ABI version export; an import Envoy lacks.
+    std::fs::write(&wasm, wat::parse_str("(module)").unwrap()).unwrap();
+    let out = validate(&[]);
+    assert_fails(
+        &out,
+        &[
+            FILENAME_FIELD,
+            &wasm_s,
+            "Missing or unknown Proxy-Wasm ABI version",
+        ],
+    );
+    std::fs::write(
+        &wasm,
+        wat::parse_str(
+            r#"(module
+              (import "env" "proxy_no_such_call" (func))
+              (func (export "proxy_abi_version_0_2_1")))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let out = validate(&[]);
+    assert_fails(
+        &out,
+        &[
+            FILENAME_FIELD,
+            &wasm_s,
+            "missing import: env.proxy_no_such_call",
+        ],
+    );
+
+    // The real filter (as `failover-host wasm --out` writes it) loads.
+    let out = run(&["wasm", "--out", &wasm_s], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = validate(&[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("OK"), "{}", out.stdout);
+
+    // Unreadable. Permissions do not stop root, so only where they stop this process too;
+    // /proc/self/mem is a file whose read fails for everyone (EIO at offset 0).
+    let mut perms = std::fs::metadata(&wasm).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
+    std::fs::set_permissions(&wasm, perms).unwrap();
+    if std::fs::read(&wasm).is_err() {
+        let out = validate(&[]);
+        assert_fails(&out, &[FILENAME_FIELD, &wasm_s, "cannot read"]);
+    }
+    let out = validate(&["--wasm", "/proc/self/mem"]);
+    assert_fails(&out, &["--wasm", "/proc/self/mem", "cannot read"]);
+}

@@ -68,8 +68,25 @@ pub struct ListenerContext {
     pub chain: ChainOptions,
 }
 
+/// Resolves once `drain` holds `true`, or once its sender is gone (nobody is left to stop
+/// us: drain too).
+///
+/// The `watch::Ref` that `wait_for` returns holds the channel's read lock, so it is dropped
+/// here, before the caller awaits anything else. Kept alive across `conn.await` (a `_` pattern
+/// in `select!` does not drop it), it made the stopper's next `send` wait for the connection to
+/// finish; and a writer waiting on the lock blocks every new reader, so the next `wait_for` on
+/// the worker blocked the whole worker thread, with the lock holder on it: a deadlock that
+/// kept the old listening socket open and SIGTERM from ending the process (issue 14 item 5).
+pub async fn drained(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
+}
+
 /// Accepts and serves connections until `drain` becomes true, then lets open connections
 /// finish their current request (closing keep-alive) for at most `drain_time`.
+///
+/// `listener` may be a duplicate of a socket the next generation also accepts on (a reload):
+/// dropping it then stops this worker's accepting without closing the socket, and connections
+/// still in its accept queue go to the new workers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Rc<ListenerContext>,
@@ -83,17 +100,18 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn_local(serve_connection(stream, peer, ctx.clone(), conn_drain.clone()));
+                    conns.spawn_local(serve_connection(stream, peer, ctx.clone(), conn_drain.clone(), drain_time));
                 }
                 Err(e) => {
                     tracing::warn!(listener = %ctx.name, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = drain.wait_for(|d| *d) => break,
+            () = drained(&mut drain) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
+    // Closes this descriptor only; a socket shared with a newer generation stays open.
     drop(listener);
     let _ = tokio::time::timeout(drain_time, async {
         while conns.join_next().await.is_some() {}
@@ -102,16 +120,24 @@ pub async fn serve(
     conns.abort_all();
 }
 
+/// How long a draining connection that has not sent its first request yet may still send it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: Rc<ListenerContext>,
     mut drain: watch::Receiver<bool>,
+    drain_time: Duration,
 ) {
     // The address this connection really reached (the listener may be bound to 0.0.0.0).
     let local = stream.local_addr().unwrap_or(ctx.local_addr);
     let service_ctx = ctx.clone();
+    // A permit once a request has arrived (hyper calls the service when it has read a head).
+    let request_seen = Rc::new(tokio::sync::Notify::new());
+    let seen = request_seen.clone();
     let service = service_fn(move |req: Request<Incoming>| {
+        seen.notify_one();
         let ctx = service_ctx.clone();
         async move {
             let resp = handle(ctx, peer, local, req).await;
@@ -129,9 +155,24 @@ async fn serve_connection(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = drain.wait_for(|d| *d) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        () = drained(&mut drain) => {
+            // hyper's graceful shutdown closes a connection on which nothing has been read yet
+            // at once, even when its request is already in the socket buffer: a client that
+            // connected just before the drain would get no answer. Envoy answers a request on
+            // a draining listener (adding `connection: close`), so wait, bounded, for the first
+            // request; once one has arrived the shutdown only turns keep-alive off.
+            let first = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                () = request_seen.notified() => None,
+                () = tokio::time::sleep(FIRST_REQUEST_GRACE.min(drain_time)) => None,
+            };
+            match first {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -18,6 +18,6 @@ pub mod local_reply;
 pub mod router;
 
 pub use cluster::Clusters;
-pub use listener::{bind_reuseport, serve, ListenerContext};
+pub use listener::{bind_reuseport, drained, serve, ListenerContext};
 pub use local_reply::{flags, LocalReply};
 pub use router::Router;
