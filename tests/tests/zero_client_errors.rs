@@ -417,3 +417,35 @@ async fn a_replay_that_outlives_our_budget_is_not_the_endpoints_failure() {
         "said once, at warn\n{logs}"
     );
 }
+
+/// A replay the host refuses to send (Envoy: `dispatch_http_call` to a cluster with no host is
+/// InternalFailure, and no callback ever comes) is the filter's own error: one `error` line,
+/// never counted against that endpoint, never named in the tried header, and the request goes
+/// on to the next endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_the_host_refuses_is_not_the_endpoints_failure() {
+    let first = mock_upstream("first", mock::FailMode::status(503).into()).await;
+    let third = mock_upstream("third", mock::Schedule::default()).await;
+    let mut plugin = plugin_config(&[
+        ("first", "first", "a"),
+        ("empty", "empty", "b"),
+        ("third", "third", "c"),
+    ]);
+    merge(&mut plugin, quiet_verifier());
+    let mut setup = Setup::new(plugin, &[("first", first.addr()), ("third", third.addr())]);
+    setup.empty_clusters.push("empty".into());
+    let host = Host::start(&setup).await;
+    let a = post_json(host.listen, BODY).await;
+    let logs = host.logs();
+    assert_eq!(a.status, 200, "{}\n{logs}", a.text());
+    assert_eq!(a.header("x-mock-name"), Some("third"));
+    assert_eq!(a.header("x-failover-tried"), Some("first, third"), "{logs}");
+    assert_eq!(
+        host.count_lines(&["refused to send the replay to \"empty\""]),
+        1,
+        "{logs}"
+    );
+    let status = host.status().await;
+    assert!(!is_parked(&status, "empty"), "{status}");
+    assert_eq!(stat(&status, "total_failed"), 1, "{status}");
+}
