@@ -66,12 +66,22 @@ pub fn host_binary() -> PathBuf {
     .clone()
 }
 
-/// A free loopback port (bound and released; good enough for tests on one machine).
+/// A free loopback port (bound and released; good enough for tests on one machine). Never
+/// the same port twice in one test process: the kernel may hand a just-released port out again,
+/// and a host given one port for both its listener and its admin cannot start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut seen = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
 }
 
 /// A plugin config with quick, test-friendly timings; `endpoints` are `(name, cluster, group)`.
