@@ -21,7 +21,7 @@ use super::memory;
 use super::state::{Deferred, HostState};
 use super::Status;
 use crate::headers;
-use crate::vm::CallRequest;
+use crate::seam::CallRequest;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(

@@ -9,8 +9,14 @@
 //!   BAD_ARGUMENT in Envoy, so it is here: a module that touches what its callback cannot reach
 //!   fails under this host as it would in Envoy). Only statuses of the spec are used.
 //! - No host function calls back into the guest (except `proxy_on_memory_allocate`): effects
-//!   that cause callbacks are recorded in [`state::HostState`] and delivered by
-//!   [`crate::vm::PluginVm`] after the current guest call returns.
+//!   that cause callbacks are recorded in [`state::HostState`] and delivered by the runtime
+//!   (the VM) after the current guest call returns.
+//!
+//! Nothing here imports the runtime that uses it (the VM, the stream driver, the server): the
+//! types both sides exchange live in [`crate::seam`], and the host functions reach the
+//! process-wide state only through [`state::ProcessStores`], the projection of it the runtime
+//! hands each VM's store data (as wasmtime's own `add_to_linker`s link over a state they
+//! describe, never over the embedder).
 
 pub(crate) mod buffers;
 pub(crate) mod foreign;

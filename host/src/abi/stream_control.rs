@@ -1,8 +1,8 @@
 //! Stream control: `proxy_send_local_response`, `proxy_continue_stream`, `proxy_close_stream`,
 //! `proxy_set_effective_context`, `proxy_done`.
 //!
-//! These only raise flags on the current HTTP context and wake its driver
-//! ([`crate::stream`]); the driver acts after the guest call returns, so a local reply never
+//! These only raise flags on the current HTTP context and wake its driver (the runtime's
+//! stream driver); the driver acts after the guest call returns, so a local reply never
 //! re-enters the module from inside `send_http_response`.
 
 use wasmtime::{Caller, Linker};
