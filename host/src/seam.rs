@@ -1,9 +1,10 @@
-//! The seam between the proxy-wasm ABI ([`crate::abi`]) and the runtime that drives it
-//! ([`crate::vm`], [`crate::stream`], [`crate::proxy`]): the plain data and the one trait both
-//! sides name. It imports nothing from either side, so `abi` never depends on the runtime.
+//! The seam between the proxy-wasm ABI (`abi`) and the runtime that drives it (`vm`, `stream`,
+//! `proxy`): the plain data and the one trait both sides name. It is a leaf — it uses nothing
+//! from the crate, not even in doc links — so `abi` can depend on it without depending on the
+//! runtime.
 //!
-//! [`crate::vm`] and [`crate::stream`] re-export these types under their old paths (the public
-//! API the tests, benches and tools use).
+//! `vm` and `stream` re-export these types under their old paths (the public API the tests,
+//! benches and tools use).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,7 +94,7 @@ pub struct DownstreamInfo {
 /// Where the module's bytes come from.
 #[derive(Debug, Clone)]
 pub enum WasmCode {
-    /// The filter embedded in this binary ([`crate::vm::EMBEDDED_FILTER`]).
+    /// The filter embedded in this binary (`vm::EMBEDDED_FILTER`).
     Embedded,
     /// A `.wasm` file (Envoy's `code.local.filename`).
     File(PathBuf),
