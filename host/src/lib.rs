@@ -32,6 +32,8 @@ pub(crate) mod abi;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
+pub mod seam;
+#[cfg(feature = "runtime")]
 pub mod shared_data;
 #[cfg(feature = "runtime")]
 pub mod stream;

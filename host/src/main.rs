@@ -250,7 +250,7 @@ fn check_modules(b: &bootstrap::Bootstrap, overridden: bool) -> anyhow::Result<(
         } {
             return Err(fail(problem));
         }
-        let cm: std::rc::Rc<dyn failover_host::vm::ClusterManager> = clusters.clone();
+        let cm: std::rc::Rc<dyn failover_host::seam::ClusterManager> = clusters.clone();
         shared
             .check_module(&server::plugin_spec(plugin), cm)
             .map_err(|e| match (&plugin.code, &e) {

@@ -36,10 +36,11 @@ use crate::bootstrap::{Bootstrap, WasmPlugin, WasmSource};
 use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::proxy::{bind_reuseport, drained, serve, Clusters, ListenerContext, Router};
+use crate::seam::{ClusterManager, PluginSpec, WasmCode};
 use crate::shared_data::SharedData;
 use crate::state_file;
 use crate::stream::ChainOptions;
-use crate::vm::{ClusterManager, HostShared, PluginSpec, PluginVm, VmRole, WasmCode};
+use crate::vm::{HostShared, PluginVm, VmRole};
 
 /// How the server runs (from the CLI).
 #[derive(Debug, Clone)]

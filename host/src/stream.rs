@@ -48,7 +48,6 @@
 //! `source/common/http/filter_manager.cc`).
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -59,29 +58,15 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 
 use crate::abi::state::{HeaderList, LocalReply, LogView, ResponseMeta, StreamState};
-use crate::vm::{Action, DownstreamInfo, HttpStream, PluginVm, VmError};
+use crate::seam::DownstreamInfo;
+use crate::vm::{Action, HttpStream, PluginVm, VmError};
+// The seam type, under the path the public API has always used.
+pub use crate::seam::UpstreamInfo;
 
 /// Error type of [`Body`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type requests and responses carry through the chain.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// What the router attaches (as an `http::Response` extension) to every response it
-/// produces, so `response.flags`, `response.code_details`, `upstream.address`,
-/// `xds.cluster_name` can be served to the plugin.
-#[derive(Clone, Debug, Default)]
-pub struct UpstreamInfo {
-    /// Envoy response-flag bits: UH 0x2, UT 0x4, UR 0x10, UF 0x20, UC 0x40, URX 0x8000, NR 0x100 ...
-    pub response_flags: u64,
-    /// "via_upstream", "upstream_response_timeout", ...
-    pub code_details: String,
-    /// The upstream host that answered (or was tried).
-    pub upstream_address: Option<SocketAddr>,
-    /// The cluster the route chose.
-    pub cluster_name: Option<String>,
-    /// The route's name.
-    pub route_name: Option<String>,
-}
 
 /// Extension on a response produced because a plugin reset the stream (`close_stream`, or
 /// `send_http_response` after the response started): the server should abort the downstream

@@ -26,23 +26,22 @@ use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use wasmtime::{Engine, Linker, Module, Store, TypedFunc};
 
 use crate::abi;
-use crate::abi::shared_data::SharedQueues;
-use crate::abi::state::{CallResult, Deferred, HostState, Phase, StreamState};
+use crate::abi::state::{CallResult, Deferred, HostState, Phase, ProcessStores, StreamState};
 use crate::metrics::Metrics;
 use crate::shared_data::SharedData;
+// The seam types, under the paths the public API has always used.
+pub use crate::seam::{
+    CallError, CallRequest, CallResponse, ClusterManager, DownstreamInfo, PluginSpec, WasmCode,
+};
 
 /// The filter built by `host/build.rs`, embedded so the host needs no `.wasm` on disk.
 pub static EMBEDDED_FILTER: &[u8] = include_bytes!(env!("FAILOVER_FILTER_WASM"));
@@ -144,119 +143,6 @@ fn render_logs(logs: &[String]) -> String {
     }
 }
 
-// ===== what the proxy provides =====
-
-/// A request for `dispatch_http_call`: headers include `:method`, `:path`, `:authority`.
-#[derive(Debug, Clone, Default)]
-pub struct CallRequest {
-    /// Lower-case names, pseudo-headers included.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The request body.
-    pub body: Bytes,
-    /// Trailers (usually empty).
-    pub trailers: Vec<(String, Vec<u8>)>,
-}
-
-/// The answer to a [`CallRequest`]: headers include `:status`.
-#[derive(Debug, Clone, Default)]
-pub struct CallResponse {
-    /// Lower-case names, `:status` included.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The whole response body.
-    pub body: Bytes,
-    /// Trailers (usually empty).
-    pub trailers: Vec<(String, Vec<u8>)>,
-}
-
-/// Why a `dispatch_http_call` got no answer; the plugin sees 0 headers either way.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// The call's timeout passed.
-    #[error("timeout")]
-    Timeout,
-    /// No connection to the cluster.
-    #[error("connect failure: {0}")]
-    ConnectFailure(String),
-    /// The connection broke before the answer was complete.
-    #[error("reset: {0}")]
-    Reset(String),
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// The clusters, as `dispatch_http_call` needs them. Implemented by the proxy; the futures are
-/// `!Send` and run on the worker's `LocalSet`.
-pub trait ClusterManager {
-    /// Whether `name` is a configured cluster (unknown → BAD_ARGUMENT to the plugin).
-    fn has_cluster(&self, name: &str) -> bool;
-    /// Whether `name` has at least one host to send to right now. A call to a cluster without
-    /// one fails at once in Envoy (the router's "no healthy upstream" reply is generated inline,
-    /// `AsyncClient::send` returns null): INTERNAL_FAILURE and no callback. Clusters that cannot
-    /// tell answer true.
-    fn has_usable_host(&self, name: &str) -> bool {
-        let _ = name;
-        true
-    }
-    /// Sends `request` to `cluster`; `timeout` `None` means no timeout.
-    fn call(
-        &self,
-        cluster: &str,
-        request: CallRequest,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = Result<CallResponse, CallError>>>>;
-}
-
-/// Where a request came from, for `source.*`/`destination.*`/`request.id` properties.
-#[derive(Debug, Clone)]
-pub struct DownstreamInfo {
-    /// The client's address.
-    pub source: SocketAddr,
-    /// The listener address the client connected to.
-    pub destination: SocketAddr,
-    /// `x-request-id`, when the proxy has one.
-    pub request_id: Option<String>,
-}
-
-// ===== plugin description =====
-
-/// Where the module's bytes come from.
-#[derive(Debug, Clone)]
-pub enum WasmCode {
-    /// The filter embedded in this binary ([`EMBEDDED_FILTER`]).
-    Embedded,
-    /// A `.wasm` file (Envoy's `code.local.filename`).
-    File(PathBuf),
-    /// Bytes in memory (tests, tools).
-    Bytes(Arc<[u8]>),
-}
-
-/// One plugin as configured in the bootstrap (an HTTP filter or a WasmService).
-#[derive(Debug, Clone)]
-pub struct PluginSpec {
-    /// `config.name`: log prefix and `plugin_name` property.
-    pub name: String,
-    /// `config.root_id`: `plugin_root_id` property (the SDK picks the root context by it).
-    pub root_id: String,
-    /// `vm_config.vm_id`: the shared-data namespace.
-    pub vm_id: String,
-    /// `config.configuration` payload: what `on_configure` reads.
-    pub configuration: Vec<u8>,
-    /// `vm_config.configuration` payload: what `on_vm_start` reads.
-    pub vm_configuration: Vec<u8>,
-    /// `vm_config.environment_variables`: the only environment WASI shows the module.
-    pub environment: Vec<(String, String)>,
-    /// The module.
-    pub code: WasmCode,
-    /// `config.allow_on_headers_stop_iteration` (Envoy ≥ 1.35, default false): a Pause from
-    /// `on_http_request_headers`/`on_http_response_headers` is then `StopIteration` (headers
-    /// held, body callbacks go on) instead of `StopAllIterationAndWatermark` (everything of
-    /// that direction stops) — cpp-host `ContextBase::convertVmCallResultToFilterHeadersStatus`.
-    pub allow_on_headers_stop_iteration: bool,
-    /// `config.fail_open`: when the VM has failed, let requests through instead of 503.
-    pub fail_open: bool,
-}
-
 /// Which VM this is (log prefix, and whether timers and HTTP calls run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmRole {
@@ -301,9 +187,8 @@ struct SharedInner {
     linker: Linker<HostState>,
     /// content hash → (bytes, module); bytes compared on a hit, so a collision cannot mix modules.
     modules: Mutex<ModuleCache>,
-    shared_data: Arc<SharedData>,
-    metrics: Arc<Metrics>,
-    queues: SharedQueues,
+    /// Shared data, metrics and queues: the part of this state the host functions reach.
+    stores: ProcessStores,
 }
 
 impl HostShared {
@@ -335,25 +220,19 @@ impl HostShared {
                 engine,
                 linker,
                 modules: Mutex::new(HashMap::new()),
-                shared_data,
-                metrics,
-                queues: SharedQueues::default(),
+                stores: ProcessStores::new(shared_data, metrics),
             }),
         })
     }
 
     /// The shared-data store (admin, state file).
     pub fn shared_data(&self) -> &Arc<SharedData> {
-        &self.inner.shared_data
+        self.inner.stores.shared_data()
     }
 
     /// The metrics registry (admin `/stats`).
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
-    }
-
-    pub(crate) fn queues(&self) -> &SharedQueues {
-        &self.inner.queues
+        self.inner.stores.metrics()
     }
 
     /// Compiles `spec.code`, or returns the module compiled earlier from the same bytes.
@@ -427,7 +306,7 @@ impl HostShared {
         if module.get_export("proxy_abi_version_0_2_1").is_none() {
             return Err(VmError::AbiVersion { plugin });
         }
-        let state = HostState::new(spec.clone(), label, self.clone(), clusters);
+        let state = HostState::new(spec.clone(), label, self.inner.stores.clone(), clusters);
         let mut store = Store::new(&self.inner.engine, state);
         for import in module.imports() {
             if self

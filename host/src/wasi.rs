@@ -30,6 +30,7 @@ use wasmtime::{Caller, Linker};
 
 use crate::abi::log::plugin_log;
 use crate::abi::memory;
+use crate::abi::restricted;
 use crate::abi::state::HostState;
 
 /// The two module names Envoy registers the allowlist under.
@@ -189,25 +190,23 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
             Ok(SUCCESS)
         },
     )?;
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         m,
         "fd_read",
         |caller: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_read")?;
             Ok(ENOSYS)
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         m,
         "fd_close",
         |caller: Caller<'_, HostState>, _fd: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_close")?;
             // Envoy: `context->error("wasi_unstable fd_close")` (a trace line), then success.
             tracing::trace!(vm = %caller.data().label, "wasi_unstable fd_close");
             Ok(SUCCESS)
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         m,
         "fd_seek",
         |caller: Caller<'_, HostState>,
@@ -216,18 +215,16 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
          _: i32,
          _: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_seek")?;
             // Envoy: `context->error("wasi_unstable fd_seek")` (a trace line), then success
             // without writing the new offset.
             tracing::trace!(vm = %caller.data().label, "wasi_unstable fd_seek");
             Ok(SUCCESS)
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         m,
         "fd_fdstat_get",
         |mut caller: Caller<'_, HostState>, fd: i32, buf: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("fd_fdstat_get")?;
             if !is_stdio(fd) {
                 return Ok(EBADF);
             }
@@ -238,7 +235,7 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
             memory::write(&mut caller, buf, &stat)?;
             Ok(SUCCESS)
         },
-    )?;
+    ))?;
     linker.func_wrap(
         m,
         "fd_prestat_get",
@@ -256,7 +253,7 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
             Ok(ENOSYS)
         },
     )?;
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         m,
         "path_open",
         |caller: Caller<'_, HostState>,
@@ -269,22 +266,18 @@ fn add_module(linker: &mut Linker<HostState>, m: &str) -> wasmtime::Result<()> {
          _: i64,
          _: i32,
          _: i32|
-         -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("path_open")?;
-            Ok(ENOENT)
-        },
-    )?;
-    linker.func_wrap(
+         -> wasmtime::Result<i32> { Ok(ENOENT) },
+    ))?;
+    // Restricted: not in any Envoy's start-up allowlist.
+    restricted!(linker.func_wrap(
         m,
         "proc_exit",
         |caller: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
-            // Not in any Envoy's start-up allowlist.
-            caller.data().check_not_restricted("proc_exit")?;
             // Envoy: `context->error("wasi_unstable proc_exit")` — a trace line, not a plugin
             // log — and returns; the guest goes on (a Rust guest then hits `unreachable`).
             tracing::trace!(vm = %caller.data().label, code, "wasi_unstable proc_exit");
             Ok(())
         },
-    )?;
+    ))?;
     Ok(())
 }

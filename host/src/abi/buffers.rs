@@ -126,7 +126,7 @@ fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
         |mut caller: Caller<'_, HostState>,
@@ -136,9 +136,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_get_buffer_bytes")?;
             let data = match readable(caller.data_mut(), kind as u32) {
                 Readable::Bytes(data) => data,
                 Readable::Missing => return Ok(Status::NotFound.code()),
@@ -151,8 +148,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             memory::copy_out(&mut caller, &data[start..end], ret_ptr, ret_size)?;
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_buffer_bytes",
         |mut caller: Caller<'_, HostState>,
@@ -162,9 +159,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          data_ptr: i32,
          data_len: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_set_buffer_bytes")?;
             let kind = kind as u32;
             if kind > MAX_BUFFER_TYPE {
                 return Ok(Status::BadArgument.code());
@@ -182,7 +176,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
             Ok(status.code())
         },
-    )?;
+    ))?;
     Ok(())
 }
 

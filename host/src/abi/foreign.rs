@@ -11,7 +11,7 @@ use super::state::HostState;
 use super::Status;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
         |mut caller: Caller<'_, HostState>,
@@ -22,9 +22,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_call_foreign_function")?;
             let name = memory::read_string(&mut caller, name_ptr, name_len)?;
             let _args = memory::read(&mut caller, args_ptr, args_len)?;
             match name.as_str() {
@@ -35,6 +32,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 _ => Ok(Status::NotFound.code()),
             }
         },
-    )?;
+    ))?;
     Ok(())
 }

@@ -150,7 +150,7 @@ fn malformed() -> wasmtime::Error {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: Caller<'_, HostState>,
@@ -158,9 +158,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_get_header_map_pairs")?;
             let bytes = match readable(caller.data(), map_type) {
                 Found::BadType => return Ok(Status::BadArgument.code()),
                 // Envoy marshals no pairs at all for an empty map: pointer 0, size 0.
@@ -170,8 +167,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             memory::copy_out(&mut caller, &bytes, ret_ptr, ret_size)?;
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_header_map_pairs",
         |mut caller: Caller<'_, HostState>,
@@ -179,14 +176,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ptr: i32,
          len: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_set_header_map_pairs")?;
             let pairs = decode(&memory::read(&mut caller, ptr, len)?).map_err(|_| malformed())?;
             Ok(write(caller.data_mut(), map_type, |map| *map = pairs))
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -196,9 +190,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_get_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let value = match readable(caller.data(), map_type) {
                 Found::Map(m) => m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
@@ -213,8 +204,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 None => Ok(Status::NotFound.code()),
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_remove_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -222,16 +213,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          key_ptr: i32,
          key_len: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_remove_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             Ok(write(caller.data_mut(), map_type, |map| {
                 map.retain(|(n, _)| *n != k)
             }))
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_replace_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -241,15 +229,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          value_ptr: i32,
          value_len: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_replace_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
             Ok(write(caller.data_mut(), map_type, |map| replace(map, k, v)))
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_add_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -259,14 +244,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          value_ptr: i32,
          value_len: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_add_header_map_value")?;
             let k = key(&mut caller, key_ptr, key_len)?;
             let v = memory::read(&mut caller, value_ptr, value_len)?;
             Ok(write(caller.data_mut(), map_type, |map| map.push((k, v))))
         },
-    )?;
+    ))?;
     Ok(())
 }
 

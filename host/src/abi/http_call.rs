@@ -21,10 +21,10 @@ use super::memory;
 use super::state::{Deferred, HostState};
 use super::Status;
 use crate::headers;
-use crate::vm::CallRequest;
+use crate::seam::CallRequest;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_http_call",
         |mut caller: Caller<'_, HostState>,
@@ -39,7 +39,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          timeout_ms: i32,
          ret_token: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_http_call")?;
             let cluster = memory::read_string(&mut caller, upstream_ptr, upstream_len)?;
             let raw_headers = memory::read(&mut caller, headers_ptr, headers_len)?;
             let body = memory::read(&mut caller, body_ptr, body_len)?;
@@ -96,10 +95,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             memory::write_u32(&mut caller, ret_token, token)?;
             Ok(Status::Ok.code())
         },
-    )?;
+    ))?;
 
     // ----- gRPC: unsupported, reported with statuses the SDK accepts -----
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_call",
         |caller: Caller<'_, HostState>,
@@ -115,12 +114,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          _: i32,
          _: i32,
          _: i32|
-         -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_grpc_call")?;
-            Ok(Status::InternalFailure.code())
-        },
-    )?;
-    linker.func_wrap(
+         -> wasmtime::Result<i32> { Ok(Status::InternalFailure.code()) },
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_stream",
         |caller: Caller<'_, HostState>,
@@ -133,36 +129,30 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          _: i32,
          _: i32,
          _: i32|
-         -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_grpc_stream")?;
-            Ok(Status::InternalFailure.code())
-        },
-    )?;
-    linker.func_wrap(
+         -> wasmtime::Result<i32> { Ok(Status::InternalFailure.code()) },
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_send",
         |caller: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_grpc_send")?;
             Ok(Status::NotFound.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_cancel",
         |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_grpc_cancel")?;
             Ok(Status::NotFound.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_close",
         |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_grpc_close")?;
             Ok(Status::NotFound.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_status",
         |mut caller: Caller<'_, HostState>,
@@ -170,12 +160,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_get_status")?;
             // No gRPC call ever completes here: report code 2 (UNKNOWN) without a message.
             memory::write_u32(&mut caller, ret_code, 2)?;
             memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?;
             Ok(Status::Ok.code())
         },
-    )?;
+    ))?;
     Ok(())
 }

@@ -70,22 +70,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             Ok(Status::Ok.code())
         },
     )?;
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_log_level",
         |mut caller: Caller<'_, HostState>, ret: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_get_log_level")?;
             memory::write_u32(&mut caller, ret, current_level())?;
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut caller: Caller<'_, HostState>, ret: i32| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_get_current_time_nanoseconds")?;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
@@ -93,6 +89,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             memory::write_u64(&mut caller, ret, now)?;
             Ok(Status::Ok.code())
         },
-    )?;
+    ))?;
     Ok(())
 }

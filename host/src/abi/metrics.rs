@@ -17,7 +17,7 @@ fn status(e: MetricError) -> i32 {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_define_metric",
         |mut caller: Caller<'_, HostState>,
@@ -26,7 +26,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          name_len: i32,
          ret_id: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_define_metric")?;
             let name = memory::read_string(&mut caller, name_ptr, name_len)?;
             let Some(kind) = MetricKind::from_abi(kind as u32) else {
                 return Ok(Status::BadArgument.code());
@@ -35,14 +34,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             memory::write_u32(&mut caller, ret_id, id)?;
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_increment_metric",
         |caller: Caller<'_, HostState>, id: i32, offset: i64| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_increment_metric")?;
             Ok(
                 match caller.data().shared.metrics().increment(id as u32, offset) {
                     Ok(()) => Status::Ok.code(),
@@ -50,12 +46,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 },
             )
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_record_metric",
         |caller: Caller<'_, HostState>, id: i32, value: i64| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_record_metric")?;
             Ok(
                 match caller
                     .data()
@@ -69,12 +64,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 },
             )
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_metric",
         |mut caller: Caller<'_, HostState>, id: i32, ret: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_get_metric")?;
             match caller.data().shared.metrics().get(id as u32) {
                 Ok(v) => {
                     memory::write_u64(&mut caller, ret, v)?;
@@ -83,6 +77,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Err(e) => Ok(status(e)),
             }
         },
-    )?;
+    ))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `env.proxy_*` host functions of proxy-wasm ABI 0.2.1, one file per area.
 //!
-//! Each file has an `add_to_linker` that is a flat list of `func_wrap` calls. They share two
+//! Each file has an `add_to_linker` that is a flat list of `func_wrap` calls (most of them
+//! through [`restricted!`], which adds the start-up restriction). They share two
 //! rules, both from Envoy and the Rust SDK 0.2.5:
 //!
 //! - A bad guest pointer is a trap (the guest is broken); anything the guest could legitimately
@@ -9,8 +10,41 @@
 //!   BAD_ARGUMENT in Envoy, so it is here: a module that touches what its callback cannot reach
 //!   fails under this host as it would in Envoy). Only statuses of the spec are used.
 //! - No host function calls back into the guest (except `proxy_on_memory_allocate`): effects
-//!   that cause callbacks are recorded in [`state::HostState`] and delivered by
-//!   [`crate::vm::PluginVm`] after the current guest call returns.
+//!   that cause callbacks are recorded in [`state::HostState`] and delivered by the runtime
+//!   (the VM) after the current guest call returns.
+//!
+//! Nothing here imports the runtime that uses it (the VM, the stream driver, the server): the
+//! types both sides exchange live in [`crate::seam`], and the host functions reach the
+//! process-wide state only through [`state::ProcessStores`], the projection of it the runtime
+//! hands each VM's store data (as wasmtime's own `add_to_linker`s link over a state they
+//! describe, never over the embedder).
+
+/// `restricted!(linker.func_wrap(module, name, closure))`: the same registration behind
+/// Envoy's "restricted_callback" check. While the module initializes, a call traps
+/// ([`state::HostState::check_not_restricted`], naming the function) before the closure's body
+/// runs. The name is written once, so the trap always names the function that was called.
+/// Functions allowed during start-up (`proxy_log`, the WASI clock, random, environment …) use
+/// plain `func_wrap`.
+///
+/// The closure is written as for `func_wrap`: its first parameter the `Caller` (optionally
+/// `mut`), every parameter typed, the return type `wasmtime::Result<_>`.
+macro_rules! restricted {
+    ($linker:ident.func_wrap($module:expr, $name:literal,
+     |mut $caller:ident: $caller_ty:ty $(, $arg:tt: $arg_ty:ty)*| -> $ret:ty $body:block $(,)?)) => {
+        $linker.func_wrap($module, $name, |mut $caller: $caller_ty $(, $arg: $arg_ty)*| -> $ret {
+            $caller.data().check_not_restricted($name)?;
+            $body
+        })
+    };
+    ($linker:ident.func_wrap($module:expr, $name:literal,
+     |$caller:ident: $caller_ty:ty $(, $arg:tt: $arg_ty:ty)*| -> $ret:ty $body:block $(,)?)) => {
+        $linker.func_wrap($module, $name, |$caller: $caller_ty $(, $arg: $arg_ty)*| -> $ret {
+            $caller.data().check_not_restricted($name)?;
+            $body
+        })
+    };
+}
+pub(crate) use restricted;
 
 pub(crate) mod buffers;
 pub(crate) mod foreign;

@@ -141,7 +141,7 @@ pub(crate) fn lookup(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_property",
         |mut caller: Caller<'_, HostState>,
@@ -150,7 +150,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_get_property")?;
             let path = memory::read(&mut caller, path_ptr, path_len)?;
             match lookup(caller.data_mut(), &path) {
                 Some(value) => {
@@ -160,8 +159,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 None => Ok(Status::NotFound.code()),
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_property",
         |mut caller: Caller<'_, HostState>,
@@ -170,7 +169,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          value_ptr: i32,
          value_len: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_set_property")?;
             let path = memory::read(&mut caller, path_ptr, path_len)?;
             let value = memory::read(&mut caller, value_ptr, value_len)?;
             // Envoy stores the value in the stream's filter state; a context without a stream
@@ -183,6 +181,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 None => Ok(Status::NotFound.code()),
             }
         },
-    )?;
+    ))?;
     Ok(())
 }

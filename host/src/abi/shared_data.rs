@@ -71,7 +71,7 @@ impl SharedQueues {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_get_shared_data",
         |mut caller: Caller<'_, HostState>,
@@ -81,9 +81,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_size: i32,
          ret_cas: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_get_shared_data")?;
             let key = memory::read_string(&mut caller, key_ptr, key_len)?;
             let state = caller.data();
             match state.shared.shared_data().get(&state.spec.vm_id, &key) {
@@ -95,8 +92,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Err(_) => Ok(Status::NotFound.code()),
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_shared_data",
         |mut caller: Caller<'_, HostState>,
@@ -106,9 +103,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          value_len: i32,
          cas: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_set_shared_data")?;
             let key = memory::read_string(&mut caller, key_ptr, key_len)?;
             let value = memory::read(&mut caller, value_ptr, value_len)?;
             let state = caller.data();
@@ -123,8 +117,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Err(SharedDataError::NotFound) => Ok(Status::CasMismatch.code()),
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_register_shared_queue",
         |mut caller: Caller<'_, HostState>,
@@ -132,17 +126,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          name_len: i32,
          ret_id: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_register_shared_queue")?;
             let name = memory::read_string(&mut caller, name_ptr, name_len)?;
             let state = caller.data();
             let id = state.shared.queues().register(&state.spec.vm_id, &name);
             memory::write_u32(&mut caller, ret_id, id)?;
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_resolve_shared_queue",
         |mut caller: Caller<'_, HostState>,
@@ -152,9 +143,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          name_len: i32,
          ret_id: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_resolve_shared_queue")?;
             let vm_id = memory::read_string(&mut caller, vm_ptr, vm_len)?;
             let name = memory::read_string(&mut caller, name_ptr, name_len)?;
             match caller.data().shared.queues().resolve(&vm_id, &name) {
@@ -165,14 +153,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 None => Ok(Status::NotFound.code()),
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_enqueue_shared_queue",
         |mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_enqueue_shared_queue")?;
             let value = memory::read(&mut caller, ptr, len)?;
             Ok(
                 match caller.data().shared.queues().enqueue(id as u32, value) {
@@ -181,8 +166,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 },
             )
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_dequeue_shared_queue",
         |mut caller: Caller<'_, HostState>,
@@ -190,9 +175,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_dequeue_shared_queue")?;
             match caller.data().shared.queues().dequeue(id as u32) {
                 Ok(v) => {
                     memory::copy_out(&mut caller, &v, ret_ptr, ret_size)?;
@@ -201,6 +183,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Err(s) => Ok(s.code()),
             }
         },
-    )?;
+    ))?;
     Ok(())
 }

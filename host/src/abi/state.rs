@@ -2,19 +2,26 @@
 //!
 //! Why it is all here: host functions must not call back into the guest, so whatever they
 //! cause (a local reply, a resume, an HTTP call to start, a new tick period) is recorded here
-//! and acted on by [`crate::vm::PluginVm`] or [`crate::stream`] after the guest call returns.
+//! and acted on by the runtime (the VM or the stream driver) after the guest call returns.
+//!
+//! Nothing here names the runtime: the data it exchanges with the ABI are the seam types of
+//! [`crate::seam`], and the process-wide state is reached through [`ProcessStores`], the
+//! projection of it host functions need.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Memory, TypedFunc};
 
-use crate::stream::UpstreamInfo;
-use crate::vm::{
-    CallRequest, CallResponse, ClusterManager, DownstreamInfo, HostShared, PluginSpec,
+use super::shared_data::SharedQueues;
+use crate::metrics::Metrics;
+use crate::seam::{
+    CallRequest, CallResponse, ClusterManager, DownstreamInfo, PluginSpec, UpstreamInfo,
 };
+use crate::shared_data::SharedData;
 
 /// Header (or trailer) list: lower-case names, raw values, pseudo-headers first.
 pub(crate) type HeaderList = Vec<(String, Vec<u8>)>;
@@ -66,7 +73,7 @@ pub(crate) struct ResponseMeta {
 /// `decodeTrailers`, `encodeHeaders`, `encodeData`, `encodeTrailers`
 /// (`source/extensions/common/wasm/context.cc`) drop their pointer as soon as the filter returns
 /// Continue, and `Context::continueStream` drops the request ones. The stream driver
-/// ([`crate::stream`]) keeps its own copy of the data (it must pass it on); these flags decide
+/// keeps its own copy of the data (it must pass it on); these flags decide
 /// what the `proxy_*` calls may touch. A map that is not reachable reads as empty (all pairs)
 /// or BAD_ARGUMENT (one value), and refuses writes with BAD_ARGUMENT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -181,6 +188,42 @@ pub(crate) struct CallResult {
     pub response: Option<CallResponse>,
 }
 
+/// The process-wide stores every VM's host functions share: shared data, metrics, shared
+/// queues. The runtime owns one (inside its engine-wide state) and hands each VM a clone;
+/// cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub(crate) struct ProcessStores {
+    shared_data: Arc<SharedData>,
+    metrics: Arc<Metrics>,
+    queues: Arc<SharedQueues>,
+}
+
+impl ProcessStores {
+    /// Around existing shared-data and metrics stores, with no shared queue yet.
+    pub(crate) fn new(shared_data: Arc<SharedData>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shared_data,
+            metrics,
+            queues: Arc::new(SharedQueues::default()),
+        }
+    }
+
+    /// The shared-data store (`proxy_get_shared_data`, `proxy_set_shared_data`).
+    pub(crate) fn shared_data(&self) -> &Arc<SharedData> {
+        &self.shared_data
+    }
+
+    /// The metrics registry (`proxy_*_metric`).
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The shared queues (`proxy_*_shared_queue`).
+    pub(crate) fn queues(&self) -> &SharedQueues {
+        &self.queues
+    }
+}
+
 /// Where the VM is in its life: during `_initialize`/`main` almost every host call traps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -193,7 +236,7 @@ pub(crate) struct HostState {
     pub spec: PluginSpec,
     /// "name role", e.g. "failover worker 2": the log prefix.
     pub label: String,
-    pub shared: HostShared,
+    pub shared: ProcessStores,
     pub clusters: Rc<dyn ClusterManager>,
     pub phase: Phase,
     pub memory: Option<Memory>,
@@ -219,7 +262,7 @@ impl HostState {
     pub(crate) fn new(
         spec: PluginSpec,
         label: String,
-        shared: HostShared,
+        shared: ProcessStores,
         clusters: Rc<dyn ClusterManager>,
     ) -> Self {
         Self {

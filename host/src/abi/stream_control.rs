@@ -1,8 +1,8 @@
 //! Stream control: `proxy_send_local_response`, `proxy_continue_stream`, `proxy_close_stream`,
 //! `proxy_set_effective_context`, `proxy_done`.
 //!
-//! These only raise flags on the current HTTP context and wake its driver
-//! ([`crate::stream`]); the driver acts after the guest call returns, so a local reply never
+//! These only raise flags on the current HTTP context and wake its driver (the runtime's
+//! stream driver); the driver acts after the guest call returns, so a local reply never
 //! re-enters the module from inside `send_http_response`.
 
 use wasmtime::{Caller, Linker};
@@ -18,7 +18,7 @@ const HTTP_RESPONSE: i32 = 1;
 const MAX_STREAM_TYPE: u32 = 3;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_send_local_response",
         |mut caller: Caller<'_, HostState>,
@@ -31,7 +31,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          headers_len: i32,
          _grpc_status: i32|
          -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_send_local_response")?;
             let details = memory::read_string(&mut caller, details_ptr, details_len)?;
             let body = memory::read(&mut caller, body_ptr, body_len)?;
             let raw = memory::read(&mut caller, headers_ptr, headers_len)?;
@@ -54,14 +53,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             stream.signal.notify_one();
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_continue_stream",
         |mut caller: Caller<'_, HostState>, stream_type: i32| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_continue_stream")?;
             if stream_type as u32 > MAX_STREAM_TYPE {
                 return Ok(Status::BadArgument.code());
             }
@@ -80,12 +76,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, stream_type: i32| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_close_stream")?;
             if stream_type as u32 > MAX_STREAM_TYPE {
                 return Ok(Status::BadArgument.code());
             }
@@ -97,14 +92,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
             Ok(Status::Ok.code())
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_effective_context",
         |mut caller: Caller<'_, HostState>, context_id: i32| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_set_effective_context")?;
             let state = caller.data_mut();
             let id = context_id as u32;
             if id == state.root_context_id || state.streams.contains_key(&id) {
@@ -114,14 +106,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Ok(Status::BadArgument.code())
             }
         },
-    )?;
-    linker.func_wrap(
+    ))?;
+    restricted!(linker.func_wrap(
         "env",
         "proxy_done",
-        |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> {
-            caller.data().check_not_restricted("proxy_done")?;
-            Ok(Status::Ok.code())
-        },
-    )?;
+        |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> { Ok(Status::Ok.code()) },
+    ))?;
     Ok(())
 }

@@ -9,19 +9,16 @@ use super::state::{Deferred, HostState};
 use super::Status;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    restricted!(linker.func_wrap(
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut caller: Caller<'_, HostState>, period_ms: i32| -> wasmtime::Result<i32> {
-            caller
-                .data()
-                .check_not_restricted("proxy_set_tick_period_milliseconds")?;
             caller
                 .data_mut()
                 .deferred
                 .push(Deferred::SetTick(period_ms as u32));
             Ok(Status::Ok.code())
         },
-    )?;
+    ))?;
     Ok(())
 }

@@ -21,8 +21,8 @@ use super::body::DeadlineBody;
 use super::connector::{ConnectError, Connector};
 use super::local_reply::{full, LocalReply};
 use crate::bootstrap::{Cluster, Discovery, DnsLookupFamily};
-use crate::stream::{Body, BoxError, UpstreamInfo};
-use crate::vm::{CallError, CallRequest, CallResponse, ClusterManager};
+use crate::seam::{CallError, CallRequest, CallResponse, ClusterManager, UpstreamInfo};
+use crate::stream::{Body, BoxError};
 
 /// How often DNS clusters re-resolve (Envoy's default `dns_refresh_rate`).
 const DNS_REFRESH: Duration = Duration::from_secs(5);

@@ -24,8 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::router::Router;
+use crate::seam::DownstreamInfo;
 use crate::stream::{run_filter_chain_with, Body, BoxError, ChainOptions, StreamReset};
-use crate::vm::{DownstreamInfo, PluginVm};
+use crate::vm::PluginVm;
 
 /// The service error that makes hyper drop a connection whose stream a plugin reset.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::stream::{Body, UpstreamInfo};
+use crate::seam::UpstreamInfo;
+use crate::stream::Body;
 
 /// Envoy's response flag bits (`StreamInfo::CoreResponseFlag`), as `response.flags` reports them.
 pub mod flags {

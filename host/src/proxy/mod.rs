@@ -5,7 +5,7 @@
 //!   (Wasm filters via [`crate::stream::run_filter_chain`], then the router).
 //! - [`router`]: virtual host and prefix route, `cluster` / `cluster_header`, route timeout.
 //! - [`cluster`]: per-worker clusters, round-robin, pools, upstream failure → local reply,
-//!   and the [`crate::vm::ClusterManager`] for `dispatch_http_call`.
+//!   and the [`crate::seam::ClusterManager`] for `dispatch_http_call`.
 //! - [`connector`]: TCP + optional TLS (rustls, SNI).
 //! - [`local_reply`]: Envoy's local replies, response flags and code details.
 //! - [`body`]: the route timeout while a response body streams.
