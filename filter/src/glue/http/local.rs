@@ -113,6 +113,5 @@ impl FailoverHttp {
             ),
         }
         self.attempts.attempted(idx);
-        self.routed = Some(idx);
     }
 }

@@ -90,12 +90,9 @@ pub struct FailoverHttp {
     ctx: u32,
     plugin: Rc<Plugin>,
     attempts: Attempts,
-    /// The endpoint the router sent the original request to.
-    routed: Option<EndpointIdx>,
-    /// What a replay sends, copied at request headers; `None` when not replayable.
+    /// What a replay sends, copied at request headers; `None` when replays are off
+    /// (`max_attempts` 1) or the request lacks a pseudo-header a call needs.
     replay: Option<ReplayRequest>,
-    /// Why `replay` is `None` (set at request headers).
-    headers_unreplayable: bool,
     body: KeptBody,
     /// The request is held at its headers until its body is complete.
     holding_request: bool,
@@ -127,9 +124,7 @@ impl FailoverHttp {
             ctx,
             plugin,
             attempts: Attempts::default(),
-            routed: None,
             replay: None,
-            headers_unreplayable: false,
             body: KeptBody::default(),
             holding_request: false,
             pending: None,
@@ -179,7 +174,7 @@ impl FailoverHttp {
 
     /// Why this request cannot be replayed at all.
     fn not_replayable(&self) -> Option<NotReplayable> {
-        if self.headers_unreplayable {
+        if self.replay.is_none() && self.plugin.config.failover.max_attempts > 1 {
             return Some(NotReplayable::HeadersIncomplete);
         }
         self.body.not_replayable()
@@ -244,7 +239,6 @@ impl HttpContext for FailoverHttp {
         }
         if cfg.failover.max_attempts > 1 {
             self.replay = ReplayRequest::capture(&all, cfg);
-            self.headers_unreplayable = self.replay.is_none();
         }
         let content_length = value("content-length")
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -314,7 +308,8 @@ impl HttpContext for FailoverHttp {
         if self.answered {
             return Action::Continue;
         }
-        let Some(idx) = self.routed else {
+        // The router's endpoint: the first (and at this point only) one attempted.
+        let Some(&idx) = self.attempts.tried().first() else {
             return Action::Continue;
         };
         let status = self
