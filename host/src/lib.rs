@@ -18,6 +18,8 @@ pub mod headers;
 #[cfg(feature = "runtime")]
 pub mod admin;
 #[cfg(feature = "runtime")]
+pub mod body;
+#[cfg(feature = "runtime")]
 pub mod demo;
 #[cfg(feature = "runtime")]
 pub mod proxy;

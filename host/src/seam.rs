@@ -146,3 +146,28 @@ pub struct UpstreamInfo {
     /// The route's name.
     pub route_name: Option<String>,
 }
+
+/// Envoy's response flag bits (`StreamInfo::CoreResponseFlag`), as `response.flags` reports them
+/// and [`UpstreamInfo::response_flags`] carries them.
+pub mod flags {
+    /// UH: no healthy upstream host.
+    pub const NO_HEALTHY_UPSTREAM: u64 = 0x2;
+    /// UT: upstream request timeout.
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4;
+    /// UR: upstream remote reset.
+    pub const UPSTREAM_REMOTE_RESET: u64 = 0x10;
+    /// UF: upstream connection failure.
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20;
+    /// UC: upstream connection termination.
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
+    /// DC: downstream connection termination (the client went away).
+    pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 0x4000;
+    /// NR: no route found.
+    pub const NO_ROUTE_FOUND: u64 = 0x100;
+    /// URX: upstream retry limit exceeded.
+    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000;
+    /// UPE: upstream protocol error.
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000;
+    /// NC: no cluster found.
+    pub const NO_CLUSTER_FOUND: u64 = 0x100_0000;
+}

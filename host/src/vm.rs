@@ -35,7 +35,9 @@ use std::time::Duration;
 use wasmtime::{Engine, Linker, Module, Store, TypedFunc};
 
 use crate::abi;
-use crate::abi::state::{CallResult, Deferred, HostState, Phase, ProcessStores, StreamState};
+use crate::abi::state::{
+    CallResult, Deferred, Direction, HostState, Phase, ProcessStores, StreamState,
+};
 use crate::metrics::Metrics;
 use crate::shared_data::SharedData;
 // The seam types, under the paths the public API has always used.
@@ -796,7 +798,7 @@ impl Drop for PluginVm {
 
 // ===== one HTTP context =====
 
-/// One HTTP context of one VM. Driven by [`crate::stream::run_filter_chain`]; when dropped it
+/// One HTTP context of one VM. Driven by the stream driver (`stream::run_filter_chain`); when dropped it
 /// makes sure `on_log`, `on_done` and `on_delete` ran (a stream that ends early still gets
 /// them, as in Envoy).
 pub struct HttpStream {
@@ -860,51 +862,69 @@ impl HttpStream {
             .map(Action::from_abi)
     }
 
-    pub(crate) fn on_request_headers(&self, n: usize, eos: bool) -> Result<Action, VmError> {
-        self.action(
-            "proxy_on_request_headers",
-            self.vm.exports.on_request_headers.as_ref(),
-            n,
-            eos,
-        )
+    /// `proxy_on_request_headers` / `proxy_on_response_headers` with `n` headers.
+    pub(crate) fn on_headers(
+        &self,
+        dir: Direction,
+        n: usize,
+        eos: bool,
+    ) -> Result<Action, VmError> {
+        let e = &self.vm.exports;
+        match dir {
+            Direction::Request => self.action(
+                "proxy_on_request_headers",
+                e.on_request_headers.as_ref(),
+                n,
+                eos,
+            ),
+            Direction::Response => self.action(
+                "proxy_on_response_headers",
+                e.on_response_headers.as_ref(),
+                n,
+                eos,
+            ),
+        }
     }
-    pub(crate) fn on_request_body(&self, size: usize, eos: bool) -> Result<Action, VmError> {
-        self.action(
-            "proxy_on_request_body",
-            self.vm.exports.on_request_body.as_ref(),
-            size,
-            eos,
-        )
+
+    /// `proxy_on_request_body` / `proxy_on_response_body` with `size` bytes buffered.
+    pub(crate) fn on_body(
+        &self,
+        dir: Direction,
+        size: usize,
+        eos: bool,
+    ) -> Result<Action, VmError> {
+        let e = &self.vm.exports;
+        match dir {
+            Direction::Request => self.action(
+                "proxy_on_request_body",
+                e.on_request_body.as_ref(),
+                size,
+                eos,
+            ),
+            Direction::Response => self.action(
+                "proxy_on_response_body",
+                e.on_response_body.as_ref(),
+                size,
+                eos,
+            ),
+        }
     }
-    pub(crate) fn on_request_trailers(&self, n: usize) -> Result<Action, VmError> {
-        self.action2(
-            "proxy_on_request_trailers",
-            self.vm.exports.on_request_trailers.as_ref(),
-            n,
-        )
-    }
-    pub(crate) fn on_response_headers(&self, n: usize, eos: bool) -> Result<Action, VmError> {
-        self.action(
-            "proxy_on_response_headers",
-            self.vm.exports.on_response_headers.as_ref(),
-            n,
-            eos,
-        )
-    }
-    pub(crate) fn on_response_body(&self, size: usize, eos: bool) -> Result<Action, VmError> {
-        self.action(
-            "proxy_on_response_body",
-            self.vm.exports.on_response_body.as_ref(),
-            size,
-            eos,
-        )
-    }
-    pub(crate) fn on_response_trailers(&self, n: usize) -> Result<Action, VmError> {
-        self.action2(
-            "proxy_on_response_trailers",
-            self.vm.exports.on_response_trailers.as_ref(),
-            n,
-        )
+
+    /// `proxy_on_request_trailers` / `proxy_on_response_trailers` with `n` trailers.
+    pub(crate) fn on_trailers(&self, dir: Direction, n: usize) -> Result<Action, VmError> {
+        let e = &self.vm.exports;
+        match dir {
+            Direction::Request => self.action2(
+                "proxy_on_request_trailers",
+                e.on_request_trailers.as_ref(),
+                n,
+            ),
+            Direction::Response => self.action2(
+                "proxy_on_response_trailers",
+                e.on_response_trailers.as_ref(),
+                n,
+            ),
+        }
     }
 
     /// `on_log`, `on_done`, `on_delete` (once), then forgets the context (not its HTTP calls,

@@ -22,7 +22,7 @@
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::HostState;
+use super::state::{Direction, HostState};
 use super::Status;
 
 const REQUEST_BODY: u32 = 0;
@@ -45,22 +45,18 @@ enum Readable {
 
 /// The bytes of buffer `kind` as the current context sees it.
 fn readable(state: &mut HostState, kind: u32) -> Readable {
-    let body = |state: &mut HostState, request: bool| {
+    let body = |state: &mut HostState, dir: Direction| {
         state
             .stream()
             .and_then(|s| {
-                let (reach, data) = if request {
-                    (s.reach.request_body, &s.request_body)
-                } else {
-                    (s.reach.response_body, &s.response_body)
-                };
-                reach.then(|| data.clone()).flatten()
+                let side = s.side(dir);
+                side.reach.body.then(|| side.body.clone()).flatten()
             })
             .unwrap_or_default()
     };
     match kind {
-        REQUEST_BODY => Readable::Bytes(body(state, true)),
-        RESPONSE_BODY => Readable::Bytes(body(state, false)),
+        REQUEST_BODY => Readable::Bytes(body(state, Direction::Request)),
+        RESPONSE_BODY => Readable::Bytes(body(state, Direction::Response)),
         HTTP_CALL_RESPONSE_BODY => match state
             .http_call_result
             .as_ref()
@@ -102,12 +98,12 @@ fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8
             let Some(stream) = state.stream() else {
                 return Status::BadArgument;
             };
-            let (reach, buf) = if kind == REQUEST_BODY {
-                (stream.reach.request_body, &mut stream.request_body)
+            let side = stream.side_mut(if kind == REQUEST_BODY {
+                Direction::Request
             } else {
-                (stream.reach.response_body, &mut stream.response_body)
-            };
-            match (reach, buf.as_mut()) {
+                Direction::Response
+            });
+            match (side.reach.body, side.body.as_mut()) {
                 (true, Some(buf)) => {
                     if edit(buf, start, size, data) {
                         Status::Ok

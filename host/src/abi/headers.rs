@@ -7,7 +7,7 @@
 //!
 //! What a call can reach is Envoy's, rule by rule (`source/extensions/common/wasm/context.cc`):
 //! - Reads go through `Context::getConstMap`: maps 0–3 only while their callback runs or the
-//!   filter keeps it paused ([`Reach`]); in `on_log` (the access-log phase) the request headers
+//!   filter keeps it paused ([`Reach`](super::state::Reach)); in `on_log` (the access-log phase) the request headers
 //!   as forwarded and the response headers/trailers as sent, never the request trailers; maps
 //!   6/7 only during `on_http_call_response`; 4/5 never (no gRPC here).
 //! - A map that is not there: all pairs → OK and nothing (`getHeaderMapPairs`); one value →
@@ -23,7 +23,7 @@
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::{HeaderList, HostState, Reach};
+use super::state::{Direction, HeaderList, HostState};
 use super::Status;
 use crate::headers::{decode, encode};
 
@@ -71,22 +71,14 @@ fn readable(state: &HostState, map_type: i32) -> Found<'_> {
             (Some(_), 1) => None,
             (Some(log), 2) => log.response_headers.as_ref(),
             (Some(log), _) => log.response_trailers.as_ref(),
-            (None, 0) => s
-                .reach
-                .request_headers
-                .then_some(s.request_headers.as_ref())?,
-            (None, 1) => s
-                .reach
-                .request_trailers
-                .then_some(s.request_trailers.as_ref())?,
-            (None, 2) => s
-                .reach
-                .response_headers
-                .then_some(s.response_headers.as_ref())?,
-            (None, _) => s
-                .reach
-                .response_trailers
-                .then_some(s.response_trailers.as_ref())?,
+            (None, 0 | 2) => {
+                let side = s.side(map_direction(map_type));
+                side.reach.headers.then_some(side.headers.as_ref())?
+            }
+            (None, _) => {
+                let side = s.side(map_direction(map_type));
+                side.reach.trailers.then_some(side.trailers.as_ref())?
+            }
         }),
     };
     match found {
@@ -98,26 +90,27 @@ fn readable(state: &HostState, map_type: i32) -> Found<'_> {
 /// Envoy's `Context::getMap` for a write: the live map if it is reachable now, and marks the
 /// HTTP head as changed; `None` → BAD_ARGUMENT.
 fn writable(state: &mut HostState, map_type: i32) -> Option<&mut HeaderList> {
-    let stream = state.stream()?;
-    let Reach {
-        request_headers,
-        request_trailers,
-        response_headers,
-        response_trailers,
-        ..
-    } = stream.reach;
-    match map_type {
-        0 if request_headers => {
-            stream.request_headers_changed = true;
-            stream.request_headers.as_mut()
+    if !(0..=3).contains(&map_type) {
+        return None;
+    }
+    let side = state.stream()?.side_mut(map_direction(map_type as u32));
+    if map_type % 2 == 0 {
+        if !side.reach.headers {
+            return None;
         }
-        1 if request_trailers => stream.request_trailers.as_mut(),
-        2 if response_headers => {
-            stream.response_headers_changed = true;
-            stream.response_headers.as_mut()
-        }
-        3 if response_trailers => stream.response_trailers.as_mut(),
-        _ => None,
+        side.headers_changed = true;
+        side.headers.as_mut()
+    } else {
+        side.reach.trailers.then_some(side.trailers.as_mut())?
+    }
+}
+
+/// Maps 0 and 1 (request headers, trailers) belong to the request; 2 and 3 to the response.
+fn map_direction(map_type: u32) -> Direction {
+    if map_type < 2 {
+        Direction::Request
+    } else {
+        Direction::Response
     }
 }
 

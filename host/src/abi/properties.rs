@@ -34,8 +34,8 @@ fn text(s: &str) -> Vec<u8> {
 /// The request header map `request.*` reads now: Envoy's `activation_request_headers_`
 /// (the live map, else the access-log one).
 fn request_map(stream: &StreamState) -> Option<&HeaderList> {
-    if stream.reach.request_headers {
-        return stream.request_headers.as_ref();
+    if stream.request.reach.headers {
+        return stream.request.headers.as_ref();
     }
     stream.log.as_ref()?.request_headers.as_ref()
 }
@@ -97,11 +97,11 @@ pub(crate) fn lookup(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
         ["request", "protocol"] => Some(text(stream.protocol)),
         ["request", field] => request_field(request_map(stream)?, field),
         ["response", "flags"] => Some(int(stream
-            .response
+            .response_meta
             .as_ref()
             .map_or(0, |r| r.info.response_flags))),
         ["response", field] => {
-            let resp = stream.response.as_ref()?;
+            let resp = stream.response_meta.as_ref()?;
             match *field {
                 "code" => Some(int(u64::from(resp.code))),
                 "code_details" => {
@@ -111,26 +111,26 @@ pub(crate) fn lookup(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
             }
         }
         ["upstream", "address"] => stream
-            .response
+            .response_meta
             .as_ref()?
             .info
             .upstream_address
             .map(|a| text(&a.to_string())),
         ["upstream", "port"] => stream
-            .response
+            .response_meta
             .as_ref()?
             .info
             .upstream_address
             .map(|a| int(u64::from(a.port()))),
         ["xds", "cluster_name"] => stream
-            .response
+            .response_meta
             .as_ref()?
             .info
             .cluster_name
             .as_deref()
             .map(text),
         ["xds", "route_name"] => stream
-            .response
+            .response_meta
             .as_ref()?
             .info
             .route_name

@@ -66,7 +66,7 @@ pub(crate) struct ResponseMeta {
     pub info: UpstreamInfo,
 }
 
-/// Which of the stream's maps and body buffers a plugin can reach right now.
+/// Which of one direction's maps and body buffer a plugin can reach right now.
 ///
 /// Envoy hands a filter each map and buffer only while the callback that owns it runs, or while
 /// the filter keeps that callback paused: `Context::decodeHeaders`, `decodeData`,
@@ -78,21 +78,33 @@ pub(crate) struct ResponseMeta {
 /// or BAD_ARGUMENT (one value), and refuses writes with BAD_ARGUMENT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Reach {
-    pub request_headers: bool,
-    pub request_body: bool,
-    pub request_trailers: bool,
-    pub response_headers: bool,
-    pub response_body: bool,
-    pub response_trailers: bool,
+    pub headers: bool,
+    pub body: bool,
+    pub trailers: bool,
 }
 
-impl Reach {
-    /// `Context::continueStream`: whichever direction is continued, the request maps go.
-    pub(crate) fn drop_request(&mut self) {
-        self.request_headers = false;
-        self.request_body = false;
-        self.request_trailers = false;
-    }
+/// Which way data flows: the ABI's request/response pairs of callbacks, maps and buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Downstream to upstream (decode, in Envoy's words).
+    Request,
+    /// Upstream to downstream (encode).
+    Response,
+}
+
+/// One direction of an HTTP context: the driver's copies of its headers, body and trailers,
+/// what the plugin can reach of them, and whether it asked to resume.
+#[derive(Debug, Default)]
+pub(crate) struct DirState {
+    pub headers: Option<HeaderList>,
+    /// Set when a plugin changed the headers: the driver rebuilds the HTTP head from the list
+    /// only then.
+    pub headers_changed: bool,
+    pub body: Option<Vec<u8>>,
+    pub trailers: Option<HeaderList>,
+    pub reach: Reach,
+    /// `continue_stream` for this direction was called.
+    pub resume: bool,
 }
 
 /// What `on_log` reads instead of the live maps: Envoy's access-log phase
@@ -113,28 +125,18 @@ pub(crate) struct StreamState {
     /// The downstream protocol as Envoy names it (`Http::Utility::getProtocolString`):
     /// `request.protocol`, served from the stream info, so readable in every phase.
     pub protocol: &'static str,
-    pub response: Option<ResponseMeta>,
-    /// What the plugin can reach now (the data fields below are the driver's copies).
-    pub reach: Reach,
+    pub response_meta: Option<ResponseMeta>,
     /// `Some` while `on_log` runs (Envoy's access-log phase).
     pub log: Option<LogView>,
     /// What `on_log` will see, kept up to date by the driver.
     pub log_view: LogView,
-    pub request_headers: Option<HeaderList>,
-    pub request_body: Option<Vec<u8>>,
-    pub request_trailers: Option<HeaderList>,
-    pub response_headers: Option<HeaderList>,
-    pub response_body: Option<Vec<u8>>,
-    pub response_trailers: Option<HeaderList>,
-    /// Set when a plugin changed the request (map 0) or response (map 2) headers: the driver
-    /// rebuilds the HTTP head from the list only then.
-    pub request_headers_changed: bool,
-    pub response_headers_changed: bool,
+    /// The request side: map 0 (headers), map 1 (trailers), buffer 0 (body).
+    pub request: DirState,
+    /// The response side: map 2 (headers), map 3 (trailers), buffer 1 (body).
+    pub response: DirState,
     /// Values stored with `proxy_set_property` (read back by `proxy_get_property`).
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
     pub local_reply: Option<LocalReply>,
-    pub resume_request: bool,
-    pub resume_response: bool,
     pub reset: bool,
     /// Once true, `send_http_response` can no longer replace the response.
     pub response_headers_sent: bool,
@@ -147,25 +149,32 @@ impl StreamState {
         Self {
             downstream,
             protocol: "HTTP/1.1",
-            response: None,
-            reach: Reach::default(),
+            response_meta: None,
             log: None,
             log_view: LogView::default(),
-            request_headers: None,
-            request_body: None,
-            request_trailers: None,
-            response_headers: None,
-            response_body: None,
-            response_trailers: None,
-            request_headers_changed: false,
-            response_headers_changed: false,
+            request: DirState::default(),
+            response: DirState::default(),
             properties: HashMap::new(),
             local_reply: None,
-            resume_request: false,
-            resume_response: false,
             reset: false,
             response_headers_sent: false,
             signal: Rc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// One direction's data and reach.
+    pub(crate) fn side(&self, dir: Direction) -> &DirState {
+        match dir {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
+    /// One direction's data and reach, to change.
+    pub(crate) fn side_mut(&mut self, dir: Direction) -> &mut DirState {
+        match dir {
+            Direction::Request => &mut self.request,
+            Direction::Response => &mut self.response,
         }
     }
 }

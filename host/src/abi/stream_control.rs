@@ -8,7 +8,7 @@
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::{HostState, LocalReply};
+use super::state::{HostState, LocalReply, Reach};
 use super::Status;
 use crate::headers;
 
@@ -63,15 +63,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
             if let Some(stream) = caller.data_mut().stream() {
                 match stream_type {
-                    HTTP_REQUEST => stream.resume_request = true,
-                    HTTP_RESPONSE => stream.resume_response = true,
+                    HTTP_REQUEST => stream.request.resume = true,
+                    HTTP_RESPONSE => stream.response.resume = true,
                     // Downstream/upstream (network filters): nothing to continue in HTTP.
                     _ => return Ok(Status::Ok.code()),
                 }
                 // Envoy's `Context::continueStream` drops the request headers, body and
                 // trailers for either HTTP direction, at once (the resume itself runs after
                 // the guest call returns).
-                stream.reach.drop_request();
+                stream.request.reach = Reach::default();
                 stream.signal.notify_one();
             }
             Ok(Status::Ok.code())

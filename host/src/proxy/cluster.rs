@@ -17,12 +17,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::body::DeadlineBody;
 use super::connector::{ConnectError, Connector};
-use super::local_reply::{full, LocalReply};
+use super::local_reply::LocalReply;
+use crate::body::{full, Body, BoxError, DeadlineBody};
 use crate::bootstrap::{Cluster, Discovery, DnsLookupFamily};
 use crate::seam::{CallError, CallRequest, CallResponse, ClusterManager, UpstreamInfo};
-use crate::stream::{Body, BoxError};
 
 /// How often DNS clusters re-resolve (Envoy's default `dns_refresh_rate`).
 const DNS_REFRESH: Duration = Duration::from_secs(5);

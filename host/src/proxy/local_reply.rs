@@ -4,32 +4,11 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
+use crate::body::{full, Body};
 use crate::seam::UpstreamInfo;
-use crate::stream::Body;
 
-/// Envoy's response flag bits (`StreamInfo::CoreResponseFlag`), as `response.flags` reports them.
-pub mod flags {
-    /// UH: no healthy upstream host.
-    pub const NO_HEALTHY_UPSTREAM: u64 = 0x2;
-    /// UT: upstream request timeout.
-    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4;
-    /// UR: upstream remote reset.
-    pub const UPSTREAM_REMOTE_RESET: u64 = 0x10;
-    /// UF: upstream connection failure.
-    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20;
-    /// UC: upstream connection termination.
-    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
-    /// NR: no route found.
-    pub const NO_ROUTE_FOUND: u64 = 0x100;
-    /// URX: upstream retry limit exceeded.
-    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000;
-    /// UPE: upstream protocol error.
-    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000;
-    /// NC: no cluster found.
-    pub const NO_CLUSTER_FOUND: u64 = 0x100_0000;
-}
+pub use crate::seam::flags;
 
 /// Why the proxy answers by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,11 +136,4 @@ impl LocalReply {
         resp.extensions_mut().insert(info);
         resp
     }
-}
-
-/// A complete body.
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }

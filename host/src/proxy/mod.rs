@@ -8,9 +8,7 @@
 //!   and the [`crate::seam::ClusterManager`] for `dispatch_http_call`.
 //! - [`connector`]: TCP + optional TLS (rustls, SNI).
 //! - [`local_reply`]: Envoy's local replies, response flags and code details.
-//! - [`body`]: the route timeout while a response body streams.
 
-pub mod body;
 pub mod cluster;
 pub mod connector;
 pub mod listener;

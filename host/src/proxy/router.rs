@@ -9,10 +9,10 @@ use http::{header, HeaderValue, Request, Response};
 
 use super::cluster::Clusters;
 use super::local_reply::LocalReply;
+use crate::body::Body;
 use crate::bootstrap::{Listener, Route, RouteTarget, VirtualHost};
 use crate::headers::strip_hop_by_hop;
 use crate::seam::UpstreamInfo;
-use crate::stream::Body;
 
 /// One listener's route table bound to a worker's clusters.
 pub struct Router {
