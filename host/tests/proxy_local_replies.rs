@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use failover_host::bootstrap::{parse, LoadOptions};
 use failover_host::body::full;
+use failover_host::bootstrap::{parse, LoadOptions};
 use failover_host::proxy::{flags, Clusters, Router};
 use failover_host::stream::UpstreamInfo;
 use proxy_support::*;
