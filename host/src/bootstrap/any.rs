@@ -11,8 +11,6 @@ use std::marker::PhantomData;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::raw;
-
 /// Type URL of the HTTP connection manager.
 pub const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -42,7 +40,9 @@ pub trait AnyKind: Sized {
 }
 
 /// Decodes the payload `T` from the remaining fields.
-fn payload<'de, T: Deserialize<'de>, D: Deserializer<'de>>(rest: D) -> Result<T, D::Error> {
+pub(crate) fn payload<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    rest: D,
+) -> Result<T, D::Error> {
     T::deserialize(rest)
 }
 
@@ -150,106 +150,20 @@ impl<'de> Deserializer<'de> for BufferedDeserializer {
     }
 }
 
+/// Deserializes an [`AnyKind`] from a mapping with `@type` (what [`any_deserialize`] expands
+/// to).
+pub(crate) fn deserialize<'de, T: AnyKind, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(AnyVisitor::<T>(PhantomData))
+}
+
 /// Implements `Deserialize` for an [`AnyKind`].
 macro_rules! any_deserialize {
     ($t:ty) => {
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_map(AnyVisitor::<$t>(PhantomData))
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::bootstrap::any::deserialize(d)
             }
         }
     };
 }
-
-// ===== the places an Any appears =====
-
-/// A listener's network filter config: the HTTP connection manager.
-#[derive(Debug)]
-pub enum ListenerFilterConfig {
-    /// `HttpConnectionManager`.
-    Hcm(Box<raw::HttpConnectionManager>),
-}
-
-impl AnyKind for ListenerFilterConfig {
-    const WHAT: &'static str = "a network filter";
-    const TYPES: &'static [&'static str] = &[HCM_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(_url: &str, rest: D) -> Result<Self, D::Error> {
-        Ok(Self::Hcm(Box::new(payload(rest)?)))
-    }
-}
-any_deserialize!(ListenerFilterConfig);
-
-/// An HTTP filter config: Wasm or router.
-#[derive(Debug)]
-pub enum HttpFilterConfig {
-    /// `envoy.extensions.filters.http.wasm.v3.Wasm`.
-    Wasm(Box<raw::WasmFilter>),
-    /// `envoy.extensions.filters.http.router.v3.Router`.
-    Router(raw::Router),
-}
-
-impl AnyKind for HttpFilterConfig {
-    const WHAT: &'static str = "an HTTP filter";
-    const TYPES: &'static [&'static str] = &[WASM_FILTER_TYPE, ROUTER_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(url: &str, rest: D) -> Result<Self, D::Error> {
-        if url == WASM_FILTER_TYPE {
-            Ok(Self::Wasm(Box::new(payload(rest)?)))
-        } else {
-            Ok(Self::Router(payload(rest)?))
-        }
-    }
-}
-any_deserialize!(HttpFilterConfig);
-
-/// A bootstrap extension config: the Wasm service.
-#[derive(Debug)]
-pub struct WasmServiceAny(pub Box<raw::WasmService>);
-
-impl AnyKind for WasmServiceAny {
-    const WHAT: &'static str = "a bootstrap extension";
-    const TYPES: &'static [&'static str] = &[WASM_SERVICE_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(_url: &str, rest: D) -> Result<Self, D::Error> {
-        Ok(Self(Box::new(payload(rest)?)))
-    }
-}
-any_deserialize!(WasmServiceAny);
-
-/// A transport socket config: upstream TLS.
-#[derive(Debug)]
-pub struct TransportSocketConfig(pub raw::UpstreamTlsContext);
-
-impl AnyKind for TransportSocketConfig {
-    const WHAT: &'static str = "a transport socket";
-    const TYPES: &'static [&'static str] = &[TLS_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(_url: &str, rest: D) -> Result<Self, D::Error> {
-        Ok(Self(payload(rest)?))
-    }
-}
-any_deserialize!(TransportSocketConfig);
-
-/// A cluster's `typed_extension_protocol_options` value.
-#[derive(Debug)]
-pub struct ClusterProtocolOptions(pub raw::HttpProtocolOptions);
-
-impl AnyKind for ClusterProtocolOptions {
-    const WHAT: &'static str = "cluster protocol options";
-    const TYPES: &'static [&'static str] = &[HTTP_OPTIONS_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(_url: &str, rest: D) -> Result<Self, D::Error> {
-        Ok(Self(payload(rest)?))
-    }
-}
-any_deserialize!(ClusterProtocolOptions);
-
-/// A `google.protobuf.StringValue` wrapped in an `Any` (plugin and VM configuration).
-#[derive(Debug)]
-pub struct StringValue(pub String);
-
-impl AnyKind for StringValue {
-    const WHAT: &'static str = "a configuration";
-    const TYPES: &'static [&'static str] = &[STRING_VALUE_TYPE];
-    fn decode<'de, D: Deserializer<'de>>(_url: &str, rest: D) -> Result<Self, D::Error> {
-        let p: raw::StringValuePayload = payload(rest)?;
-        Ok(Self(p.value))
-    }
-}
-any_deserialize!(StringValue);
+pub(crate) use any_deserialize;
