@@ -3,7 +3,7 @@
 //! files.
 #![no_main]
 
-use failover_host::bootstrap::{parse, LoadOptions, WasmSource};
+use failover_host::bootstrap::{parse, LoadOptions, WasmCode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let opts = LoadOptions {
-        wasm_override: Some(WasmSource::Embedded),
+        wasm_override: Some(WasmCode::Embedded),
         skip_file_checks: true,
     };
     if let Err(e) = parse(std::path::Path::new("fuzz.yaml"), text, &opts) {

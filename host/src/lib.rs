@@ -6,13 +6,14 @@
 //! [`state_file`], [`demo`]. Runtime half: the Wasm VMs and the proxy-wasm ABI.
 //!
 //! Both halves need the default feature `runtime`. Without it only the parsers are built —
-//! [`bootstrap`], [`error`], [`headers`] — which is what the fuzz targets link.
+//! [`bootstrap`], [`error`], [`headers`], [`plugin`] — which is what the fuzz targets link.
 #![deny(missing_docs)]
 
 // ----- always built: the parsers (what the fuzz targets link, see `fuzz/`) -----
 pub mod bootstrap;
 pub mod error;
 pub mod headers;
+pub mod plugin;
 
 // ----- network half -----
 #[cfg(feature = "runtime")]

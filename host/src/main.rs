@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use failover_host::bootstrap::{self, LoadOptions, WasmSource};
+use failover_host::bootstrap::{self, LoadOptions, WasmCode};
 use failover_host::server::{self, ServeOptions, Server};
 use failover_host::vm::VmError;
 
@@ -140,8 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no configuration: pass -c FILE (an Envoy bootstrap YAML), or run `failover-host demo`");
             };
             let wasm_override = cli.wasm.as_deref().map(|w| match w {
-                "builtin" | bootstrap::BUILTIN_WASM => WasmSource::Embedded,
-                path => WasmSource::File(PathBuf::from(path)),
+                "builtin" | bootstrap::BUILTIN_WASM => WasmCode::Embedded,
+                path => WasmCode::File(PathBuf::from(path)),
             });
             match cli.mode {
                 Mode::Validate => validate(&config, wasm_override),
@@ -169,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// runs, then every plugin's module loaded as Envoy loads it (read, compiled, ABI version,
 /// imports; none of its code runs). Like Envoy, prints `configuration '<file>' OK` and exits 0,
 /// or the error and exits 1.
-fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyhow::Result<()> {
+fn validate(config: &std::path::Path, wasm_override: Option<WasmCode>) -> anyhow::Result<()> {
     let validated = failover_envoy_schema::validate_file(config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     // What the failover config must agree on with the Envoy config around it (hold_headers vs
@@ -206,17 +206,18 @@ fn validate(config: &std::path::Path, wasm_override: Option<WasmSource>) -> anyh
         .flat_map(|l| &l.wasm_filters)
         .chain(&b.services)
     {
-        if is_failover_filter(&plugin.code) {
+        if is_failover_filter(&plugin.spec.code) {
             let env = |name: &str| {
                 plugin
+                    .spec
                     .environment
                     .iter()
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.clone())
             };
-            failover_filter::config::Config::parse(&plugin.configuration, &env).map_err(|e| {
-                anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.config_path)
-            })?;
+            failover_filter::config::Config::parse(&plugin.spec.configuration, &env).map_err(
+                |e| anyhow::anyhow!("{}: {}: {e}", config.display(), plugin.config_path),
+            )?;
         }
     }
     println!("configuration '{}' OK", config.display());
@@ -235,27 +236,27 @@ fn check_modules(b: &bootstrap::Bootstrap, overridden: bool) -> anyhow::Result<(
         .flat_map(|l| &l.wasm_filters)
         .chain(&b.services)
     {
-        let field = match (&plugin.code, overridden) {
-            (WasmSource::Embedded, _) => continue,
-            (WasmSource::File(_), true) => "--wasm".to_string(),
-            (WasmSource::File(_), false) => {
+        let field = match (&plugin.spec.code, overridden) {
+            (WasmCode::Embedded, _) => continue,
+            (WasmCode::File(_), true) => "--wasm".to_string(),
+            (WasmCode::File(_), false) => {
                 format!("{}.vm_config.code.local.filename", plugin.config_path)
             }
-            (WasmSource::Inline(_), _) => format!("{}.vm_config.code.local", plugin.config_path),
+            (WasmCode::Bytes(_), _) => format!("{}.vm_config.code.local", plugin.config_path),
         };
         let fail = |problem: String| anyhow::anyhow!("{}: {field}: {problem}", b.file.display());
-        if let Some(problem) = match &plugin.code {
-            WasmSource::File(path) => bootstrap::wasm_file_problem(path),
+        if let Some(problem) = match &plugin.spec.code {
+            WasmCode::File(path) => bootstrap::wasm_file_problem(path),
             _ => None,
         } {
             return Err(fail(problem));
         }
         let cm: std::rc::Rc<dyn failover_host::seam::ClusterManager> = clusters.clone();
         shared
-            .check_module(&server::plugin_spec(plugin), cm)
-            .map_err(|e| match (&plugin.code, &e) {
+            .check_module(&plugin.spec, cm)
+            .map_err(|e| match (&plugin.spec.code, &e) {
                 // A read error names the file already.
-                (WasmSource::File(path), e) if !matches!(e, VmError::Read { .. }) => {
+                (WasmCode::File(path), e) if !matches!(e, VmError::Read { .. }) => {
                     fail(format!("Wasm module {}: {e}", path.display()))
                 }
                 _ => fail(e.to_string()),
@@ -265,13 +266,13 @@ fn check_modules(b: &bootstrap::Bootstrap, overridden: bool) -> anyhow::Result<(
 }
 
 /// True for the embedded filter or a file that looks like its build output.
-fn is_failover_filter(code: &WasmSource) -> bool {
+fn is_failover_filter(code: &WasmCode) -> bool {
     match code {
-        WasmSource::Embedded => true,
-        WasmSource::File(path) => path
+        WasmCode::Embedded => true,
+        WasmCode::File(path) => path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().contains("failover")),
-        WasmSource::Inline(_) => false,
+        WasmCode::Bytes(_) => false,
     }
 }
 

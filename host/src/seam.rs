@@ -8,9 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -87,45 +85,6 @@ pub struct DownstreamInfo {
     pub destination: SocketAddr,
     /// `x-request-id`, when the proxy has one.
     pub request_id: Option<String>,
-}
-
-// ===== plugin description =====
-
-/// Where the module's bytes come from.
-#[derive(Debug, Clone)]
-pub enum WasmCode {
-    /// The filter embedded in this binary (`vm::EMBEDDED_FILTER`).
-    Embedded,
-    /// A `.wasm` file (Envoy's `code.local.filename`).
-    File(PathBuf),
-    /// Bytes in memory (tests, tools).
-    Bytes(Arc<[u8]>),
-}
-
-/// One plugin as configured in the bootstrap (an HTTP filter or a WasmService).
-#[derive(Debug, Clone)]
-pub struct PluginSpec {
-    /// `config.name`: log prefix and `plugin_name` property.
-    pub name: String,
-    /// `config.root_id`: `plugin_root_id` property (the SDK picks the root context by it).
-    pub root_id: String,
-    /// `vm_config.vm_id`: the shared-data namespace.
-    pub vm_id: String,
-    /// `config.configuration` payload: what `on_configure` reads.
-    pub configuration: Vec<u8>,
-    /// `vm_config.configuration` payload: what `on_vm_start` reads.
-    pub vm_configuration: Vec<u8>,
-    /// `vm_config.environment_variables`: the only environment WASI shows the module.
-    pub environment: Vec<(String, String)>,
-    /// The module.
-    pub code: WasmCode,
-    /// `config.allow_on_headers_stop_iteration` (Envoy ≥ 1.35, default false): a Pause from
-    /// `on_http_request_headers`/`on_http_response_headers` is then `StopIteration` (headers
-    /// held, body callbacks go on) instead of `StopAllIterationAndWatermark` (everything of
-    /// that direction stops) — cpp-host `ContextBase::convertVmCallResultToFilterHeadersStatus`.
-    pub allow_on_headers_stop_iteration: bool,
-    /// `config.fail_open`: when the VM has failed, let requests through instead of 503.
-    pub fail_open: bool,
 }
 
 // ===== what the router reports =====

@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminHandle, ServerState};
-use crate::bootstrap::{Bootstrap, WasmPlugin, WasmSource};
+use crate::bootstrap::Bootstrap;
 use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::proxy::{bind_reuseport, drained, serve, Clusters, ListenerContext, Router};
-use crate::seam::{ClusterManager, PluginSpec, WasmCode};
+use crate::seam::ClusterManager;
 use crate::shared_data::SharedData;
 use crate::state_file;
 use crate::stream::ChainOptions;
@@ -68,25 +68,6 @@ pub fn default_concurrency() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-}
-
-/// The VM description of a configured plugin.
-pub fn plugin_spec(p: &WasmPlugin) -> PluginSpec {
-    PluginSpec {
-        name: p.name.clone(),
-        root_id: p.root_id.clone(),
-        vm_id: p.vm_id.clone(),
-        configuration: p.configuration.clone(),
-        vm_configuration: p.vm_configuration.clone(),
-        environment: p.environment.clone(),
-        code: match &p.code {
-            WasmSource::Embedded => WasmCode::Embedded,
-            WasmSource::File(f) => WasmCode::File(f.clone()),
-            WasmSource::Inline(b) => WasmCode::Bytes(Arc::from(b.as_slice())),
-        },
-        fail_open: p.fail_open,
-        allow_on_headers_stop_iteration: p.allow_on_headers_stop_iteration,
-    }
 }
 
 // ===== one generation: the threads serving one config =====
@@ -171,10 +152,9 @@ fn start_generation(
         .chain(b.services.iter());
     for p in plugins {
         let clusters: Rc<dyn ClusterManager> = canary_clusters.clone();
-        let vm =
-            PluginVm::start(shared, &plugin_spec(p), VmRole::Canary, clusters).map_err(|e| {
-                StartError::Plugin(format!("{} ({}): {e}", b.file.display(), p.config_path))
-            })?;
+        let vm = PluginVm::start(shared, &p.spec, VmRole::Canary, clusters).map_err(|e| {
+            StartError::Plugin(format!("{} ({}): {e}", b.file.display(), p.config_path))
+        })?;
         vm.shutdown();
     }
     drop(canary_clusters);
@@ -318,7 +298,7 @@ fn spawn_worker(
                 let mut filters = Vec::new();
                 for p in &l.wasm_filters {
                     let cm: Rc<dyn ClusterManager> = clusters.clone();
-                    match PluginVm::start(&shared, &plugin_spec(p), VmRole::Worker(index), cm) {
+                    match PluginVm::start(&shared, &p.spec, VmRole::Worker(index), cm) {
                         Ok(vm) => filters.push(vm),
                         Err(e) => {
                             let _ = started.send(Err(format!(
@@ -384,7 +364,7 @@ fn spawn_main_wasm(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, Star
             let services = b.services.iter().map(|p| (p, VmRole::Singleton));
             for (p, role) in main_filters.chain(services) {
                 let cm: Rc<dyn ClusterManager> = clusters.clone();
-                match PluginVm::start(&shared, &plugin_spec(p), role, cm) {
+                match PluginVm::start(&shared, &p.spec, role, cm) {
                     Ok(vm) => vms.push(vm),
                     Err(e) => {
                         let _ = started.send(Err(format!(

@@ -862,7 +862,7 @@ fn environment_keys_must_be_unique_and_missing_host_keys_are_skipped() {
     );
     match parse(&yaml_path, &ok, &LoadOptions::default()) {
         Ok(b) => assert_eq!(
-            b.listeners[0].wasm_filters[0].environment,
+            b.listeners[0].wasm_filters[0].spec.environment,
             vec![("A".to_string(), "1".to_string())]
         ),
         Err(e) => panic!("{e}"),

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use failover_host::bootstrap::{self, LoadOptions, WasmSource};
+use failover_host::bootstrap::{self, LoadOptions, WasmCode};
 use failover_tests::{
     free_port, merge, mock, mock_upstream, plugin_config, raw_exchange, run_host_to_exit, send,
     Host, Setup,
@@ -575,7 +575,7 @@ fn headers_corpus() {
 
 fn parse_bootstrap(text: &str) {
     let opts = LoadOptions {
-        wasm_override: Some(WasmSource::Embedded),
+        wasm_override: Some(WasmCode::Embedded),
         skip_file_checks: true,
     };
     if let Err(e) = bootstrap::parse(std::path::Path::new("fuzz.yaml"), text, &opts) {
@@ -597,7 +597,7 @@ fn sample_bootstrap() -> String {
 #[test]
 fn the_sample_bootstrap_parses() {
     let opts = LoadOptions {
-        wasm_override: Some(WasmSource::Embedded),
+        wasm_override: Some(WasmCode::Embedded),
         skip_file_checks: true,
     };
     bootstrap::parse(

@@ -18,9 +18,8 @@ use wasmtime::{Memory, TypedFunc};
 
 use super::shared_data::SharedQueues;
 use crate::metrics::Metrics;
-use crate::seam::{
-    CallRequest, CallResponse, ClusterManager, DownstreamInfo, PluginSpec, UpstreamInfo,
-};
+use crate::plugin::PluginSpec;
+use crate::seam::{CallRequest, CallResponse, ClusterManager, DownstreamInfo, UpstreamInfo};
 use crate::shared_data::SharedData;
 
 /// Header (or trailer) list: lower-case names, raw values, pseudo-headers first.

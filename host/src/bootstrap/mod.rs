@@ -36,6 +36,7 @@ pub use self::duration::parse_duration;
 pub use self::model::*;
 pub use self::raw::DnsLookupFamily;
 use crate::error::ConfigError;
+pub use crate::plugin::{PluginSpec, WasmCode};
 
 /// The `code.local.filename` that selects the embedded filter module.
 pub const BUILTIN_WASM: &str = "builtin:failover";

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::DnsLookupFamily;
+use crate::plugin::{PluginSpec, WasmCode};
 
 /// A checked, resolved bootstrap.
 #[derive(Debug, Clone)]
@@ -134,42 +135,15 @@ pub struct TlsConfig {
 pub struct WasmPlugin {
     /// Field path of its `config` (for messages).
     pub config_path: String,
-    /// `config.name`.
-    pub name: String,
-    /// `config.root_id`.
-    pub root_id: String,
-    /// `vm_config.vm_id`.
-    pub vm_id: String,
-    /// `config.configuration` payload (the plugin JSON).
-    pub configuration: Vec<u8>,
-    /// `vm_config.configuration` payload.
-    pub vm_configuration: Vec<u8>,
-    /// `vm_config.environment_variables`, host keys resolved.
-    pub environment: Vec<(String, String)>,
-    /// The module.
-    pub code: WasmSource,
-    /// `config.fail_open`.
-    pub fail_open: bool,
-    /// `config.allow_on_headers_stop_iteration` (default false).
-    pub allow_on_headers_stop_iteration: bool,
-}
-
-/// Where a plugin's module comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WasmSource {
-    /// The filter built into this binary.
-    Embedded,
-    /// A file on disk.
-    File(PathBuf),
-    /// Inline bytes from the config.
-    Inline(Vec<u8>),
+    /// What the VMs start from.
+    pub spec: PluginSpec,
 }
 
 /// How to load: CLI overrides.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// `--wasm`: replaces every `code.local` (`None` = as configured).
-    pub wasm_override: Option<WasmSource>,
+    pub wasm_override: Option<WasmCode>,
     /// Do not require `code.local.filename` to exist here (`--mode validate` checks the files
     /// afterwards, with [`wasm_file_problem`] and by loading them).
     pub skip_file_checks: bool,

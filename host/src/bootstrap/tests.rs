@@ -84,7 +84,7 @@ fn parse_str(text: &str) -> Result<Bootstrap, ConfigError> {
 fn buffer_limit_and_stop_iteration_flag_default_as_in_envoy_and_can_be_set() {
     let b = parse_str(GOOD).expect("valid");
     assert_eq!(b.listeners[0].buffer_limit, 1024 * 1024);
-    assert!(!b.listeners[0].wasm_filters[0].allow_on_headers_stop_iteration);
+    assert!(!b.listeners[0].wasm_filters[0].spec.allow_on_headers_stop_iteration);
     let text = GOOD
             .replace(
                 "    filter_chains:\n",
@@ -96,7 +96,7 @@ fn buffer_limit_and_stop_iteration_flag_default_as_in_envoy_and_can_be_set() {
             );
     let b = parse_str(&text).expect("valid");
     assert_eq!(b.listeners[0].buffer_limit, 2048);
-    assert!(b.listeners[0].wasm_filters[0].allow_on_headers_stop_iteration);
+    assert!(b.listeners[0].wasm_filters[0].spec.allow_on_headers_stop_iteration);
     assert!(
         parse_str(&text.replace(
             "allow_on_headers_stop_iteration: true",
@@ -114,8 +114,8 @@ fn parses_the_supported_subset() {
     let l = &b.listeners[0];
     assert_eq!(l.address, "127.0.0.1:10000".parse().unwrap());
     assert_eq!(l.wasm_filters.len(), 1);
-    let w = &l.wasm_filters[0];
-    assert_eq!(w.code, WasmSource::Embedded);
+    let w = &l.wasm_filters[0].spec;
+    assert_eq!(w.code, WasmCode::Embedded);
     assert_eq!(w.configuration, br#"{"endpoints":[]}"#);
     assert_eq!(w.environment, vec![("A".to_string(), "1".to_string())]);
     let routes = &l.virtual_hosts[0].routes;
@@ -132,7 +132,10 @@ fn parses_the_supported_subset() {
         Some("api.example.com")
     );
     assert_eq!(b.services.len(), 1);
-    assert_eq!(b.services[0].code, WasmSource::Inline(b"x".to_vec()));
+    assert_eq!(
+        b.services[0].spec.code,
+        WasmCode::Bytes(std::sync::Arc::from(b"x".to_vec()))
+    );
     assert_eq!(b.admin, Some("127.0.0.1:9901".parse().unwrap()));
 }
 

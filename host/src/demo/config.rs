@@ -114,7 +114,7 @@ bootstrap_extensions:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bootstrap::{parse, LoadOptions, RouteTarget, WasmSource};
+    use crate::bootstrap::{parse, LoadOptions, RouteTarget, WasmCode};
 
     #[test]
     fn the_demo_config_is_a_valid_bootstrap() {
@@ -126,8 +126,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(b.clusters.len(), 2);
         assert_eq!(b.services.len(), 1);
-        let f = &b.listeners[0].wasm_filters[0];
-        assert_eq!(f.code, WasmSource::Embedded);
+        let f = &b.listeners[0].wasm_filters[0].spec;
+        assert_eq!(f.code, WasmCode::Embedded);
         assert_eq!(f.vm_id, VM_ID);
         assert_eq!(f.configuration, plugin_json().into_bytes());
         assert!(

@@ -13,7 +13,8 @@ use super::{VmError, EMBEDDED_FILTER};
 use crate::abi;
 use crate::abi::state::{HostState, ProcessStores};
 use crate::metrics::Metrics;
-use crate::seam::{ClusterManager, PluginSpec, WasmCode};
+use crate::plugin::{PluginSpec, WasmCode};
+use crate::seam::ClusterManager;
 use crate::shared_data::SharedData;
 
 /// Process-wide state every VM shares: engine, linker, compiled modules, shared data,

@@ -37,9 +37,8 @@ pub use exports::Action;
 pub use http_context::HttpStream;
 pub use plugin::PluginVm;
 // The seam types, under the paths the public API has always used.
-pub use crate::seam::{
-    CallError, CallRequest, CallResponse, ClusterManager, DownstreamInfo, PluginSpec, WasmCode,
-};
+pub use crate::plugin::{PluginSpec, WasmCode};
+pub use crate::seam::{CallError, CallRequest, CallResponse, ClusterManager, DownstreamInfo};
 
 /// The filter built by `host/build.rs`, embedded so the host needs no `.wasm` on disk.
 pub static EMBEDDED_FILTER: &[u8] = include_bytes!(env!("FAILOVER_FILTER_WASM"));

@@ -9,7 +9,8 @@ use wasmtime::Store;
 use super::exports::Exports;
 use super::{HostShared, HttpStream, VmError, VmRole};
 use crate::abi::state::{HostState, Phase, StreamState};
-use crate::seam::{ClusterManager, DownstreamInfo, PluginSpec};
+use crate::plugin::PluginSpec;
+use crate::seam::{ClusterManager, DownstreamInfo};
 
 /// One instance of a plugin on one thread: its own Store, root context, timers.
 pub struct PluginVm {

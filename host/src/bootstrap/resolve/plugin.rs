@@ -1,6 +1,7 @@
 //! Wasm plugins: the HTTP filter's and the singleton service's `config` and `vm_config`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::Resolver;
 use crate::bootstrap::raw;
@@ -36,17 +37,17 @@ impl Resolver<'_> {
             None => {
                 let local = vm.code.local;
                 match (local.filename, local.inline_bytes, local.inline_string) {
-                    (Some(f), None, None) if f == BUILTIN_WASM => WasmSource::Embedded,
-                    (Some(f), None, None) => WasmSource::File(PathBuf::from(f)),
-                    (None, b @ Some(_), None) => WasmSource::Inline(self.data_source(
+                    (Some(f), None, None) if f == BUILTIN_WASM => WasmCode::Embedded,
+                    (Some(f), None, None) => WasmCode::File(PathBuf::from(f)),
+                    (None, b @ Some(_), None) => WasmCode::Bytes(Arc::from(self.data_source(
                         &cpath,
                         raw::DataSource {
                             filename: None,
                             inline_bytes: b,
                             inline_string: None,
                         },
-                    )?),
-                    (None, None, Some(s)) => WasmSource::Inline(s.into_bytes()),
+                    )?)),
+                    (None, None, Some(s)) => WasmCode::Bytes(Arc::from(s.into_bytes())),
                     _ => {
                         return Err(self.err(
                             &cpath,
@@ -56,7 +57,7 @@ impl Resolver<'_> {
                 }
             }
         };
-        if let (WasmSource::File(f), false) = (&code, self.opts.skip_file_checks) {
+        if let (WasmCode::File(f), false) = (&code, self.opts.skip_file_checks) {
             if let Some(problem) = wasm_file_problem(f) {
                 return Err(self.err(format!("{cpath}.filename"), problem));
             }
@@ -83,8 +84,7 @@ impl Resolver<'_> {
                 environment.push((k, v));
             }
         }
-        Ok(WasmPlugin {
-            config_path: path.to_string(),
+        let spec = PluginSpec {
             name: c.name,
             root_id: c.root_id,
             vm_id: vm.vm_id,
@@ -100,6 +100,10 @@ impl Resolver<'_> {
             code,
             fail_open: c.fail_open,
             allow_on_headers_stop_iteration: c.allow_on_headers_stop_iteration.unwrap_or(false),
+        };
+        Ok(WasmPlugin {
+            config_path: path.to_string(),
+            spec,
         })
     }
 }
