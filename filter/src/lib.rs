@@ -21,7 +21,7 @@ pub mod probe;
 pub mod retry_after;
 pub mod select;
 pub mod state;
-pub mod status;
+pub mod status_page;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,7 @@
 //! fuzzer to reach real header names from the corpus).
 use failover_filter::classify::{is_event_stream, sse_error_event};
 use failover_filter::retry_after::{deadline_ms, MAX_DELAY_MS};
-use failover_filter::status::parse_source;
+use failover_filter::status_page::parse_source;
 use failover_host::headers::{decode, encode, strip_hop_by_hop, HOP_BY_HOP};
 use http::{HeaderMap, HeaderName, HeaderValue};
 

@@ -2,7 +2,7 @@
 //! and validated into a typed [`Config`] in one step.
 //!
 //! Everything after this module works with types that cannot be wrong (an [`EndpointIdx`]
-//! always points at an endpoint, a [`StatusSet`] is already compiled), so a bad config is
+//! always points at an endpoint, a [`HttpStatusSet`] is already compiled), so a bad config is
 //! rejected here, once, with an error naming the field path and the bad value, and
 //! `on_configure` returns false — Envoy then refuses the plugin instead of running it half
 //! configured.
@@ -14,7 +14,7 @@ mod raw;
 pub use fields::{HOP_BY_HOP, MAX_CALL_TIMEOUT_MS};
 pub use model::{
     AllQueuedPolicy, Cidr, Endpoint, EndpointId, EndpointIdx, FailoverPolicy, FailurePolicy,
-    HeaderValue, ProbeRequest, StatusConfig, StatusSet, VerifierConfig,
+    HeaderValue, HttpStatusSet, ProbeRequest, StatusPageConfig, VerifierConfig,
 };
 
 use raw::RawConfig;
@@ -65,7 +65,7 @@ pub struct Config {
     /// Policy when every endpoint is parked.
     pub when_all_queued: AllQueuedPolicy,
     /// Status endpoint.
-    pub status: StatusConfig,
+    pub status_page: StatusPageConfig,
 }
 
 impl Config {

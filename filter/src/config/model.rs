@@ -103,12 +103,12 @@ pub struct Endpoint {
 
 /// A set of HTTP statuses given as classes (`"5xx"`) and single codes (`429`, `"503"`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StatusSet {
+pub struct HttpStatusSet {
     classes: [bool; 6],
     codes: Vec<u16>,
 }
 
-impl StatusSet {
+impl HttpStatusSet {
     /// True when `code` is in the set.
     pub fn contains(&self, code: u16) -> bool {
         let class = usize::from(code / 100);
@@ -116,7 +116,7 @@ impl StatusSet {
     }
 
     pub(super) fn parse(path: &str, items: &[StatusItem]) -> Result<Self, ConfigError> {
-        let mut set = StatusSet::default();
+        let mut set = HttpStatusSet::default();
         for (i, item) in items.iter().enumerate() {
             let here = format!("{path}[{i}]");
             match item {
@@ -165,7 +165,7 @@ fn check_code(path: &str, code: u64) -> Result<u16, ConfigError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailurePolicy {
     /// Upstream statuses that count as failures.
-    pub statuses: StatusSet,
+    pub statuses: HttpStatusSet,
     /// Envoy response flags that count as failures (a local reply carrying one of them).
     pub response_flags: ResponseFlags,
     /// Failures in a row before an endpoint is parked (≥ 1).
@@ -227,7 +227,7 @@ pub struct VerifierConfig {
     /// Healthy probes in a row that recover an endpoint.
     pub success_threshold: u32,
     /// Statuses a healthy probe may answer with.
-    pub healthy_statuses: StatusSet,
+    pub healthy_statuses: HttpStatusSet,
     /// If set, a healthy probe body must contain this text; if not, it must parse as JSON and
     /// must not be an error object (`{"type":"error"}` or a top-level `"error"` key).
     pub healthy_body_contains: Option<String>,
@@ -306,7 +306,7 @@ fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
 
 /// The local status endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusConfig {
+pub struct StatusPageConfig {
     /// Path answered locally (exact match, query ignored).
     pub path: String,
     /// Sources allowed to see it; everyone else gets a plain 404.

@@ -282,7 +282,7 @@ impl RawConfig {
             response_flags = response_flags.with(bit);
         }
         let failure = FailurePolicy {
-            statuses: StatusSet::parse("failure.statuses", &self.failure.statuses)?,
+            statuses: HttpStatusSet::parse("failure.statuses", &self.failure.statuses)?,
             response_flags,
             threshold: small(
                 "failure.threshold",
@@ -355,7 +355,10 @@ impl RawConfig {
                 "verifier.success_threshold",
                 positive("verifier.success_threshold", v.success_threshold)?,
             )?,
-            healthy_statuses: StatusSet::parse("verifier.healthy_statuses", &v.healthy_statuses)?,
+            healthy_statuses: HttpStatusSet::parse(
+                "verifier.healthy_statuses",
+                &v.healthy_statuses,
+            )?,
             healthy_body_contains: v.healthy_body_contains.clone().filter(|s| !s.is_empty()),
             request: ProbeRequest {
                 method,
@@ -404,7 +407,7 @@ impl RawConfig {
             failover,
             verifier,
             when_all_queued,
-            status: StatusConfig {
+            status_page: StatusPageConfig {
                 path: self.status.path,
                 allow_from,
             },

@@ -124,7 +124,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.verifier.request.path, "/v1/messages");
     assert_eq!(c.failure.threshold, 1);
     assert!(c.failure.response_flags.contains_any(0x20));
-    assert_eq!(c.status.path, "/failover/status");
+    assert_eq!(c.status_page.path, "/failover/status");
     assert_eq!(c.endpoints[0].group, "primary");
 }
 

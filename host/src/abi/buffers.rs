@@ -23,7 +23,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::{Direction, HostState};
-use super::Status;
+use super::AbiStatus;
 
 const REQUEST_BODY: u32 = 0;
 const RESPONSE_BODY: u32 = 1;
@@ -92,11 +92,11 @@ pub(crate) fn edit(buf: &mut Vec<u8>, start: usize, size: usize, data: &[u8]) ->
 }
 
 /// `proxy_set_buffer_bytes`: the status Envoy answers, after applying the edit.
-fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8]) -> Status {
+fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8]) -> AbiStatus {
     match kind {
         REQUEST_BODY | RESPONSE_BODY => {
             let Some(stream) = state.stream() else {
-                return Status::BadArgument;
+                return AbiStatus::BadArgument;
             };
             let side = stream.side_mut(if kind == REQUEST_BODY {
                 Direction::Request
@@ -106,18 +106,18 @@ fn write(state: &mut HostState, kind: u32, start: usize, size: usize, data: &[u8
             match (side.reach.body, side.body.as_mut()) {
                 (true, Some(buf)) => {
                     if edit(buf, start, size, data) {
-                        Status::Ok
+                        AbiStatus::Ok
                     } else {
-                        Status::BadArgument
+                        AbiStatus::BadArgument
                     }
                 }
-                _ => Status::BadArgument,
+                _ => AbiStatus::BadArgument,
             }
         }
         // getBuffer returns null for these outside their callback: NOT_FOUND before copyFrom.
-        HTTP_CALL_RESPONSE_BODY if state.http_call_result.is_none() => Status::NotFound,
-        PLUGIN_CONFIGURATION if !state.plugin_config_readable => Status::NotFound,
-        _ => Status::BadArgument,
+        HTTP_CALL_RESPONSE_BODY if state.http_call_result.is_none() => AbiStatus::NotFound,
+        PLUGIN_CONFIGURATION if !state.plugin_config_readable => AbiStatus::NotFound,
+        _ => AbiStatus::BadArgument,
     }
 }
 
@@ -134,15 +134,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          -> wasmtime::Result<i32> {
             let data = match readable(caller.data_mut(), kind as u32) {
                 Readable::Bytes(data) => data,
-                Readable::Missing => return Ok(Status::NotFound.code()),
-                Readable::BadType => return Ok(Status::BadArgument.code()),
+                Readable::Missing => return Ok(AbiStatus::NotFound.code()),
+                Readable::BadType => return Ok(AbiStatus::BadArgument.code()),
             };
             let start = (start as u32 as usize).min(data.len());
             let end = start
                 .saturating_add(max_size as u32 as usize)
                 .min(data.len());
             memory::copy_out(&mut caller, &data[start..end], ret_ptr, ret_size)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -157,7 +157,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          -> wasmtime::Result<i32> {
             let kind = kind as u32;
             if kind > MAX_BUFFER_TYPE {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             let data = memory::read(&mut caller, data_ptr, data_len)?;
             let status = write(
@@ -167,7 +167,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 size as u32 as usize,
                 &data,
             );
-            if status != Status::Ok {
+            if status != AbiStatus::Ok {
                 tracing::debug!(vm = %caller.data().label, buffer = kind, ?status, "proxy_set_buffer_bytes refused");
             }
             Ok(status.code())

@@ -8,7 +8,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::HostState;
-use super::Status;
+use super::AbiStatus;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     restricted!(linker.func_wrap(
@@ -27,9 +27,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match name.as_str() {
                 "clear_route_cache" => {
                     memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                _ => Ok(Status::NotFound.code()),
+                _ => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;

@@ -24,7 +24,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::{Direction, HeaderList, HostState};
-use super::Status;
+use super::AbiStatus;
 use crate::headers::{decode, encode};
 
 /// The highest map type of ABI 0.2.1 (`WasmHeaderMapType::MAX`).
@@ -119,7 +119,7 @@ fn write(state: &mut HostState, map_type: i32, edit: impl FnOnce(&mut HeaderList
     match writable(state, map_type) {
         Some(map) => {
             edit(map);
-            Status::Ok.code()
+            AbiStatus::Ok.code()
         }
         None => {
             tracing::debug!(
@@ -127,7 +127,7 @@ fn write(state: &mut HostState, map_type: i32, edit: impl FnOnce(&mut HeaderList
                 map_type,
                 "header map write to a map that is not reachable now: BAD_ARGUMENT"
             );
-            Status::BadArgument.code()
+            AbiStatus::BadArgument.code()
         }
     }
 }
@@ -152,13 +152,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_size: i32|
          -> wasmtime::Result<i32> {
             let bytes = match readable(caller.data(), map_type) {
-                Found::BadType => return Ok(Status::BadArgument.code()),
+                Found::BadType => return Ok(AbiStatus::BadArgument.code()),
                 // Envoy marshals no pairs at all for an empty map: pointer 0, size 0.
                 Found::Map(m) if !m.is_empty() => encode(m),
                 _ => Vec::new(),
             };
             memory::copy_out(&mut caller, &bytes, ret_ptr, ret_size)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -187,14 +187,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let value = match readable(caller.data(), map_type) {
                 Found::Map(m) => m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
                 Found::GoneInLog => None,
-                Found::Gone | Found::BadType => return Ok(Status::BadArgument.code()),
+                Found::Gone | Found::BadType => return Ok(AbiStatus::BadArgument.code()),
             };
             match value {
                 Some(v) => {
                     memory::copy_out(&mut caller, &v, ret_ptr, ret_size)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                None => Ok(Status::NotFound.code()),
+                None => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;

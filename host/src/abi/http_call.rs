@@ -19,7 +19,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::{Deferred, HostState};
-use super::Status;
+use super::AbiStatus;
 use crate::headers;
 use crate::seam::CallRequest;
 
@@ -47,15 +47,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 headers::decode(&raw_headers),
                 headers::decode(&raw_trailers),
             ) else {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             };
             // Envoy takes the timeout as a signed int: 2^31 ms and more is BAD_ARGUMENT.
             if timeout_ms < 0 {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             if !caller.data().clusters.has_cluster(&cluster) {
                 tracing::debug!(cluster = %cluster, "dispatch_http_call to an unknown cluster");
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             for required in [":method", ":path", ":authority"] {
                 if !headers.iter().any(|(n, v)| n == required && !v.is_empty()) {
@@ -63,7 +63,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                         header = required,
                         "dispatch_http_call without a required header"
                     );
-                    return Ok(Status::BadArgument.code());
+                    return Ok(AbiStatus::BadArgument.code());
                 }
             }
             if !caller.data().clusters.has_usable_host(&cluster) {
@@ -71,7 +71,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     cluster = %cluster,
                     "dispatch_http_call to a cluster without hosts: INTERNAL_FAILURE"
                 );
-                return Ok(Status::InternalFailure.code());
+                return Ok(AbiStatus::InternalFailure.code());
             }
             let timeout = match timeout_ms as u32 {
                 0 => None,
@@ -93,7 +93,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 timeout,
             });
             memory::write_u32(&mut caller, ret_token, token)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
 
@@ -114,7 +114,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          _: i32,
          _: i32,
          _: i32|
-         -> wasmtime::Result<i32> { Ok(Status::InternalFailure.code()) },
+         -> wasmtime::Result<i32> { Ok(AbiStatus::InternalFailure.code()) },
     ))?;
     restricted!(linker.func_wrap(
         "env",
@@ -129,27 +129,27 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          _: i32,
          _: i32,
          _: i32|
-         -> wasmtime::Result<i32> { Ok(Status::InternalFailure.code()) },
+         -> wasmtime::Result<i32> { Ok(AbiStatus::InternalFailure.code()) },
     ))?;
     restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_send",
         |caller: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            Ok(Status::NotFound.code())
+            Ok(AbiStatus::NotFound.code())
         },
     ))?;
     restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_cancel",
         |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            Ok(Status::NotFound.code())
+            Ok(AbiStatus::NotFound.code())
         },
     ))?;
     restricted!(linker.func_wrap(
         "env",
         "proxy_grpc_close",
         |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            Ok(Status::NotFound.code())
+            Ok(AbiStatus::NotFound.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -163,7 +163,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             // No gRPC call ever completes here: report code 2 (UNKNOWN) without a message.
             memory::write_u32(&mut caller, ret_code, 2)?;
             memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     Ok(())

@@ -11,7 +11,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::HostState;
-use super::Status;
+use super::AbiStatus;
 
 /// Emits one plugin log line at proxy-wasm `level` (0 trace … 5 critical).
 pub(crate) fn plugin_log(state: &mut HostState, level: u32, message: &str) {
@@ -62,12 +62,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             // cpp-host `exports.cc` `log`: a level above critical (5) is BAD_ARGUMENT, checked
             // before anything is read or logged (Envoy's own `Context::log` would panic on it).
             if level as u32 > 5 {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             let message = memory::read(&mut caller, ptr, len)?;
             let message = String::from_utf8_lossy(&message);
             plugin_log(caller.data_mut(), level as u32, &message);
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     )?;
     restricted!(linker.func_wrap(
@@ -75,7 +75,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "proxy_get_log_level",
         |mut caller: Caller<'_, HostState>, ret: i32| -> wasmtime::Result<i32> {
             memory::write_u32(&mut caller, ret, current_level())?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -87,7 +87,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
             memory::write_u64(&mut caller, ret, now)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     Ok(())

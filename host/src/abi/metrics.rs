@@ -6,13 +6,13 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::HostState;
-use super::Status;
+use super::AbiStatus;
 use crate::metrics::{MetricError, MetricKind};
 
 fn status(e: MetricError) -> i32 {
     match e {
-        MetricError::NotFound => Status::NotFound.code(),
-        MetricError::BadArgument => Status::BadArgument.code(),
+        MetricError::NotFound => AbiStatus::NotFound.code(),
+        MetricError::BadArgument => AbiStatus::BadArgument.code(),
     }
 }
 
@@ -28,11 +28,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          -> wasmtime::Result<i32> {
             let name = memory::read_string(&mut caller, name_ptr, name_len)?;
             let Some(kind) = MetricKind::from_abi(kind as u32) else {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             };
             let id = caller.data().shared.metrics().define(kind, &name);
             memory::write_u32(&mut caller, ret_id, id)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -41,7 +41,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |caller: Caller<'_, HostState>, id: i32, offset: i64| -> wasmtime::Result<i32> {
             Ok(
                 match caller.data().shared.metrics().increment(id as u32, offset) {
-                    Ok(()) => Status::Ok.code(),
+                    Ok(()) => AbiStatus::Ok.code(),
                     Err(e) => status(e),
                 },
             )
@@ -58,9 +58,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     .metrics()
                     .record(id as u32, value as u64)
                 {
-                    Ok(()) => Status::Ok.code(),
+                    Ok(()) => AbiStatus::Ok.code(),
                     // record's wrapper accepts NOT_FOUND only.
-                    Err(_) => Status::NotFound.code(),
+                    Err(_) => AbiStatus::NotFound.code(),
                 },
             )
         },
@@ -72,7 +72,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match caller.data().shared.metrics().get(id as u32) {
                 Ok(v) => {
                     memory::write_u64(&mut caller, ret, v)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
                 Err(e) => Ok(status(e)),
             }

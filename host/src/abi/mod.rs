@@ -5,7 +5,7 @@
 //! rules, both from Envoy and the Rust SDK 0.2.5:
 //!
 //! - A bad guest pointer is a trap (the guest is broken); anything the guest could legitimately
-//!   meet (a missing key, a cas mismatch) is a [`Status`] — the one Envoy returns, also where
+//!   meet (a missing key, a cas mismatch) is a [`AbiStatus`] — the one Envoy returns, also where
 //!   the SDK's wrapper does not accept it and panics (a header read from a map that is gone is
 //!   BAD_ARGUMENT in Envoy, so it is here: a module that touches what its callback cannot reach
 //!   fails under this host as it would in Envoy). Only statuses of the spec are used.
@@ -63,10 +63,10 @@ use wasmtime::Linker;
 
 use state::HostState;
 
-/// The statuses of ABI 0.2.1 (the SDK's `Status` enum has exactly these; no 6, 11 or 12).
+/// The statuses of ABI 0.2.1 (the SDK's `AbiStatus` enum has exactly these; no 6, 11 or 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub(crate) enum Status {
+pub(crate) enum AbiStatus {
     Ok = 0,
     NotFound = 1,
     BadArgument = 2,
@@ -79,7 +79,7 @@ pub(crate) enum Status {
     InternalFailure = 10,
 }
 
-impl Status {
+impl AbiStatus {
     /// The value returned to the guest.
     pub(crate) fn code(self) -> i32 {
         self as i32

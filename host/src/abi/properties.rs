@@ -21,7 +21,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::{HeaderList, HostState, StreamState};
-use super::Status;
+use super::AbiStatus;
 
 fn int(v: u64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
@@ -154,9 +154,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match lookup(caller.data_mut(), &path) {
                 Some(value) => {
                     memory::copy_out(&mut caller, &value, ret_ptr, ret_size)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                None => Ok(Status::NotFound.code()),
+                None => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;
@@ -176,9 +176,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match caller.data_mut().stream() {
                 Some(stream) => {
                     stream.properties.insert(path, value);
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                None => Ok(Status::NotFound.code()),
+                None => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;

@@ -12,7 +12,7 @@ use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::HostState;
-use super::Status;
+use super::AbiStatus;
 use crate::shared_data::SharedDataError;
 
 /// Process-wide shared queues: (vm_id, name) → id → FIFO of messages.
@@ -50,23 +50,23 @@ impl SharedQueues {
             .copied()
     }
 
-    fn enqueue(&self, id: u32, value: Vec<u8>) -> Result<(), Status> {
+    fn enqueue(&self, id: u32, value: Vec<u8>) -> Result<(), AbiStatus> {
         let mut inner = self.lock();
         let q = id
             .checked_sub(1)
             .and_then(|i| inner.queues.get_mut(i as usize))
-            .ok_or(Status::NotFound)?;
+            .ok_or(AbiStatus::NotFound)?;
         q.push_back(value);
         Ok(())
     }
 
-    fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
+    fn dequeue(&self, id: u32) -> Result<Vec<u8>, AbiStatus> {
         let mut inner = self.lock();
         let q = id
             .checked_sub(1)
             .and_then(|i| inner.queues.get_mut(i as usize))
-            .ok_or(Status::NotFound)?;
-        q.pop_front().ok_or(Status::Empty)
+            .ok_or(AbiStatus::NotFound)?;
+        q.pop_front().ok_or(AbiStatus::Empty)
     }
 }
 
@@ -87,9 +87,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Ok((value, cas)) => {
                     memory::copy_out(&mut caller, &value, ret_ptr, ret_size)?;
                     memory::write_u32(&mut caller, ret_cas, cas)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                Err(_) => Ok(Status::NotFound.code()),
+                Err(_) => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;
@@ -111,10 +111,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .shared_data()
                 .set(&state.spec.vm_id, &key, &value, cas as u32)
             {
-                Ok(()) => Ok(Status::Ok.code()),
-                Err(SharedDataError::CasMismatch) => Ok(Status::CasMismatch.code()),
+                Ok(()) => Ok(AbiStatus::Ok.code()),
+                Err(SharedDataError::CasMismatch) => Ok(AbiStatus::CasMismatch.code()),
                 // `set` never reports NotFound; keep the SDK-accepted status anyway.
-                Err(SharedDataError::NotFound) => Ok(Status::CasMismatch.code()),
+                Err(SharedDataError::NotFound) => Ok(AbiStatus::CasMismatch.code()),
             }
         },
     ))?;
@@ -130,7 +130,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let state = caller.data();
             let id = state.shared.queues().register(&state.spec.vm_id, &name);
             memory::write_u32(&mut caller, ret_id, id)?;
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -148,9 +148,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match caller.data().shared.queues().resolve(&vm_id, &name) {
                 Some(id) => {
                     memory::write_u32(&mut caller, ret_id, id)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
-                None => Ok(Status::NotFound.code()),
+                None => Ok(AbiStatus::NotFound.code()),
             }
         },
     ))?;
@@ -161,7 +161,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let value = memory::read(&mut caller, ptr, len)?;
             Ok(
                 match caller.data().shared.queues().enqueue(id as u32, value) {
-                    Ok(()) => Status::Ok.code(),
+                    Ok(()) => AbiStatus::Ok.code(),
                     Err(s) => s.code(),
                 },
             )
@@ -178,7 +178,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             match caller.data().shared.queues().dequeue(id as u32) {
                 Ok(v) => {
                     memory::copy_out(&mut caller, &v, ret_ptr, ret_size)?;
-                    Ok(Status::Ok.code())
+                    Ok(AbiStatus::Ok.code())
                 }
                 Err(s) => Ok(s.code()),
             }

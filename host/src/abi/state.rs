@@ -51,7 +51,7 @@ pub(crate) type ContextMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
 /// A local reply the plugin asked for with `proxy_send_local_response`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LocalReply {
+pub(crate) struct PluginReply {
     pub status: u32,
     pub details: String,
     pub body: Vec<u8>,
@@ -135,7 +135,7 @@ pub(crate) struct StreamState {
     pub response: DirState,
     /// Values stored with `proxy_set_property` (read back by `proxy_get_property`).
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
-    pub local_reply: Option<LocalReply>,
+    pub local_reply: Option<PluginReply>,
     pub reset: bool,
     /// Once true, `send_http_response` can no longer replace the response.
     pub response_headers_sent: bool,

@@ -8,8 +8,8 @@
 use wasmtime::{Caller, Linker};
 
 use super::memory;
-use super::state::{HostState, LocalReply, Reach};
-use super::Status;
+use super::state::{HostState, PluginReply, Reach};
+use super::AbiStatus;
 use crate::headers;
 
 const HTTP_REQUEST: i32 = 0;
@@ -39,7 +39,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let label = caller.data().label.clone();
             let Some(stream) = caller.data_mut().stream() else {
                 tracing::warn!(vm = %label, "send_http_response outside an HTTP context: ignored");
-                return Ok(Status::Ok.code());
+                return Ok(AbiStatus::Ok.code());
             };
             if stream.response_headers_sent {
                 // Envoy: the response already started downstream; all it can do is reset.
@@ -48,10 +48,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             } else if stream.local_reply.is_some() {
                 tracing::debug!(vm = %label, "second send_http_response on the same stream: ignored");
             } else {
-                stream.local_reply = Some(LocalReply { status: status_code as u32, details, body, headers });
+                stream.local_reply = Some(PluginReply { status: status_code as u32, details, body, headers });
             }
             stream.signal.notify_one();
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -59,14 +59,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "proxy_continue_stream",
         |mut caller: Caller<'_, HostState>, stream_type: i32| -> wasmtime::Result<i32> {
             if stream_type as u32 > MAX_STREAM_TYPE {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             if let Some(stream) = caller.data_mut().stream() {
                 match stream_type {
                     HTTP_REQUEST => stream.request.resume = true,
                     HTTP_RESPONSE => stream.response.resume = true,
                     // Downstream/upstream (network filters): nothing to continue in HTTP.
-                    _ => return Ok(Status::Ok.code()),
+                    _ => return Ok(AbiStatus::Ok.code()),
                 }
                 // Envoy's `Context::continueStream` drops the request headers, body and
                 // trailers for either HTTP direction, at once (the resume itself runs after
@@ -74,7 +74,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 stream.request.reach = Reach::default();
                 stream.signal.notify_one();
             }
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -82,7 +82,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, stream_type: i32| -> wasmtime::Result<i32> {
             if stream_type as u32 > MAX_STREAM_TYPE {
-                return Ok(Status::BadArgument.code());
+                return Ok(AbiStatus::BadArgument.code());
             }
             if let Some(stream) = caller.data_mut().stream() {
                 if matches!(stream_type, HTTP_REQUEST | HTTP_RESPONSE) {
@@ -90,7 +90,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     stream.signal.notify_one();
                 }
             }
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     restricted!(linker.func_wrap(
@@ -101,16 +101,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let id = context_id as u32;
             if id == state.root_context_id || state.streams.contains_key(&id) {
                 state.effective_context = id;
-                Ok(Status::Ok.code())
+                Ok(AbiStatus::Ok.code())
             } else {
-                Ok(Status::BadArgument.code())
+                Ok(AbiStatus::BadArgument.code())
             }
         },
     ))?;
     restricted!(linker.func_wrap(
         "env",
         "proxy_done",
-        |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> { Ok(Status::Ok.code()) },
+        |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> { Ok(AbiStatus::Ok.code()) },
     ))?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 use wasmtime::{Caller, Linker};
 
 use super::state::{Deferred, HostState};
-use super::Status;
+use super::AbiStatus;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     restricted!(linker.func_wrap(
@@ -17,7 +17,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .data_mut()
                 .deferred
                 .push(Deferred::SetTick(period_ms as u32));
-            Ok(Status::Ok.code())
+            Ok(AbiStatus::Ok.code())
         },
     ))?;
     Ok(())

@@ -84,7 +84,11 @@ fn parse_str(text: &str) -> Result<Bootstrap, ConfigError> {
 fn buffer_limit_and_stop_iteration_flag_default_as_in_envoy_and_can_be_set() {
     let b = parse_str(GOOD).expect("valid");
     assert_eq!(b.listeners[0].buffer_limit, 1024 * 1024);
-    assert!(!b.listeners[0].wasm_filters[0].spec.allow_on_headers_stop_iteration);
+    assert!(
+        !b.listeners[0].wasm_filters[0]
+            .spec
+            .allow_on_headers_stop_iteration
+    );
     let text = GOOD
             .replace(
                 "    filter_chains:\n",
@@ -96,7 +100,11 @@ fn buffer_limit_and_stop_iteration_flag_default_as_in_envoy_and_can_be_set() {
             );
     let b = parse_str(&text).expect("valid");
     assert_eq!(b.listeners[0].buffer_limit, 2048);
-    assert!(b.listeners[0].wasm_filters[0].spec.allow_on_headers_stop_iteration);
+    assert!(
+        b.listeners[0].wasm_filters[0]
+            .spec
+            .allow_on_headers_stop_iteration
+    );
     assert!(
         parse_str(&text.replace(
             "allow_on_headers_stop_iteration: true",

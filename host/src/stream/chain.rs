@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 
 use super::convert::trailers_list;
 use super::{REQUEST_TOO_LARGE_DETAILS, RESPONSE_TOO_LARGE_DETAILS};
-use crate::abi::state::{Direction, HeaderList, LocalReply, LogView, ResponseMeta};
+use crate::abi::state::{Direction, HeaderList, LogView, PluginReply, ResponseMeta};
 use crate::body::{Body, BoxError};
 use crate::vm::{Action, HttpStream, VmError};
 
@@ -20,7 +20,7 @@ pub(super) fn too_large(dir: Direction) -> End {
         Direction::Request => (413, REQUEST_TOO_LARGE_DETAILS, b"Payload Too Large"),
         Direction::Response => (500, RESPONSE_TOO_LARGE_DETAILS, b"Internal Server Error"),
     };
-    End::LocalReply(LocalReply {
+    End::PluginReply(PluginReply {
         status,
         details: details.into(),
         body: body.to_vec(),
@@ -32,7 +32,7 @@ pub(super) fn too_large(dir: Direction) -> End {
 #[derive(Debug)]
 pub(super) enum End {
     /// A local reply (the plugin's, or Envoy's 413/500).
-    LocalReply(LocalReply),
+    PluginReply(PluginReply),
     /// The stream is reset.
     Reset,
     /// The VM failed and the plugin is not fail-open: 503.
@@ -232,7 +232,7 @@ fn decided(chain: &Chain, s: &HttpStream, dir: Direction) -> Decided {
         return Decided::End(End::Reset);
     }
     if let Some(lr) = local {
-        return Decided::End(End::LocalReply(lr));
+        return Decided::End(End::PluginReply(lr));
     }
     if dir == Direction::Response && chain.response_started.get() {
         if let Some(end) = chain.take_late() {

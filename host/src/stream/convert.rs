@@ -6,7 +6,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 
 use super::{StreamReset, WASM_FAIL_DETAILS};
-use crate::abi::state::{HeaderList, LocalReply};
+use crate::abi::state::{HeaderList, PluginReply};
 use crate::body::{self, Body, BoxError, ResetError};
 use crate::seam::UpstreamInfo;
 
@@ -115,7 +115,7 @@ pub(super) fn apply_response_list(parts: &mut http::response::Parts, list: &Head
     parts.headers = header_map(list);
 }
 
-pub(super) fn local_reply_list(lr: &LocalReply) -> HeaderList {
+pub(super) fn local_reply_list(lr: &PluginReply) -> HeaderList {
     let mut list: HeaderList = vec![(":status".into(), lr.status.to_string().into_bytes())];
     list.extend(
         lr.headers
@@ -129,7 +129,7 @@ pub(super) fn local_reply_list(lr: &LocalReply) -> HeaderList {
     list
 }
 
-pub(super) fn local_reply_info(lr: &LocalReply) -> UpstreamInfo {
+pub(super) fn local_reply_info(lr: &PluginReply) -> UpstreamInfo {
     UpstreamInfo {
         code_details: lr.details.clone(),
         ..UpstreamInfo::default()
@@ -162,7 +162,7 @@ pub(super) fn reset_response() -> http::Response<Body> {
 }
 
 pub(super) fn fail_response() -> http::Response<Body> {
-    let lr = LocalReply {
+    let lr = PluginReply {
         status: 503,
         details: WASM_FAIL_DETAILS.into(),
         body: Vec::new(),

@@ -12,7 +12,7 @@ use super::convert::{
 use super::passes::headers_pass;
 use super::pump::{pump, Sink};
 use super::{ChainOptions, UpstreamInfo};
-use crate::abi::state::{Direction, LocalReply, LogView, ResponseMeta};
+use crate::abi::state::{Direction, LogView, PluginReply, ResponseMeta};
 use crate::body::{self, Body, ResetError};
 use crate::seam::DownstreamInfo;
 use crate::vm::{HttpStream, PluginVm};
@@ -183,7 +183,7 @@ where
 async fn request_ended(chain: &Rc<Chain>, end: End) -> http::Response<Body> {
     chain.stop_request_pump();
     match end {
-        End::LocalReply(lr) => local_reply_via_chain(chain, lr).await,
+        End::PluginReply(lr) => local_reply_via_chain(chain, lr).await,
         End::Reset => reset_response(),
         End::Fail => fail_response(),
     }
@@ -194,7 +194,7 @@ async fn request_ended(chain: &Rc<Chain>, end: End) -> http::Response<Body> {
 fn direct_end(chain: &Rc<Chain>, end: End, info: UpstreamInfo) -> http::Response<Body> {
     chain.stop_request_pump();
     match end {
-        End::LocalReply(lr) => {
+        End::PluginReply(lr) => {
             let list = local_reply_list(&lr);
             chain.log.borrow_mut().response_headers = Some(list.clone());
             chain.mark_headers_sent();
@@ -212,7 +212,7 @@ fn direct_end(chain: &Rc<Chain>, end: End, info: UpstreamInfo) -> http::Response
 /// A local reply raised while the request was being decoded: runs through the response
 /// callbacks of the filters that saw the request (in reverse), as Envoy's
 /// `sendLocalReply` via the filter chain does.
-async fn local_reply_via_chain(chain: &Rc<Chain>, lr: LocalReply) -> http::Response<Body> {
+async fn local_reply_via_chain(chain: &Rc<Chain>, lr: PluginReply) -> http::Response<Body> {
     chain.response_started.set(true);
     let info = local_reply_info(&lr);
     chain.set_response(&ResponseMeta {

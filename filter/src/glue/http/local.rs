@@ -10,7 +10,7 @@ use super::FailoverHttp;
 use crate::config::EndpointIdx;
 use crate::glue::abi;
 use crate::glue::host::{now_ms, property_string};
-use crate::status;
+use crate::status_page;
 
 impl FailoverHttp {
     /// Local answer; the stream ends here.
@@ -31,7 +31,7 @@ impl FailoverHttp {
     pub(super) fn answer_status_page(&mut self, method: &[u8]) -> Action {
         let cfg = &self.plugin.config;
         let source = property_string(&["source", "address"]);
-        if !status::allowed(cfg, source.as_deref()) {
+        if !status_page::allowed(cfg, source.as_deref()) {
             // As if the path did not exist: no hint that there is something here.
             return self.answer(404, &[], None);
         }
@@ -39,7 +39,7 @@ impl FailoverHttp {
             return self.answer(405, &[("allow", "GET, HEAD")], None);
         }
         let record = self.plugin.record();
-        let doc = status::render(cfg, &record, now_ms()).to_string();
+        let doc = status_page::render(cfg, &record, now_ms()).to_string();
         self.answer(
             200,
             &[

@@ -45,7 +45,7 @@ use crate::classify::{
 use crate::config::EndpointIdx;
 use crate::retry_after;
 use crate::select::{self, Choice};
-use crate::status;
+use crate::status_page;
 
 /// The context used when the root context is not configured: passes everything through.
 pub struct Unconfigured;
@@ -232,7 +232,7 @@ impl HttpContext for FailoverHttp {
                 .map(|(_, v)| v.as_slice())
         };
         if let Some(path) = value(":path") {
-            if status::is_status_path(cfg, &String::from_utf8_lossy(path)) {
+            if status_page::is_status_path(cfg, &String::from_utf8_lossy(path)) {
                 let method = value(":method").unwrap_or_default().to_vec();
                 return self.answer_status_page(&method);
             }

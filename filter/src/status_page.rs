@@ -20,14 +20,14 @@ pub fn parse_source(text: &str) -> Option<IpAddr> {
 /// True when the source may see the status page. An unknown source never may.
 pub fn allowed(config: &Config, source: Option<&str>) -> bool {
     match source.and_then(parse_source) {
-        Some(ip) => config.status.allow_from.iter().any(|c| c.contains(ip)),
+        Some(ip) => config.status_page.allow_from.iter().any(|c| c.contains(ip)),
         None => false,
     }
 }
 
 /// True when `path` (with any query) is the status path.
 pub fn is_status_path(config: &Config, path: &str) -> bool {
-    path.split('?').next() == Some(config.status.path.as_str())
+    path.split('?').next() == Some(config.status_page.path.as_str())
 }
 
 /// The status document.
