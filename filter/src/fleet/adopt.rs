@@ -65,14 +65,14 @@ pub fn adopt(
                 not_before_ms: e.not_before_ms,
                 next_check_ms: e.next_check_ms,
             }),
-            (true, Some(q)) => {
-                if e.not_before_ms > q.not_before_ms || e.next_check_ms > q.next_check_ms {
-                    actions.push(LocalAction::Extend {
-                        id: id.clone(),
-                        not_before_ms: e.not_before_ms.max(q.not_before_ms),
-                        next_check_ms: e.next_check_ms.max(q.next_check_ms),
-                    });
-                }
+            (true, Some(q))
+                if e.not_before_ms > q.not_before_ms || e.next_check_ms > q.next_check_ms =>
+            {
+                actions.push(LocalAction::Extend {
+                    id: id.clone(),
+                    not_before_ms: e.not_before_ms.max(q.not_before_ms),
+                    next_check_ms: e.next_check_ms.max(q.next_check_ms),
+                });
             }
             (false, Some(q)) if e.generation > 0 && q.since_ms <= e.recovered_ms => {
                 actions.push(LocalAction::Unpark { id: id.clone() });
