@@ -13,7 +13,8 @@
 //!
 //! Nothing here panics on a bad answer: every surprise is an [`EtcdError`].
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::base64;
 
@@ -64,12 +65,59 @@ pub enum EtcdError {
 }
 
 // ===== requests =====
+//
+// Typed bodies (not `json!`): fields go out in declaration order whatever serde_json's
+// features, so the golden bytes in the tests are the bytes on the wire.
+
+#[derive(Serialize)]
+struct KeyOnly<'a> {
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct Compare<'a> {
+    key: &'a str,
+    target: &'static str,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mod_revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_revision: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Put<'a> {
+    key: &'a str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct PutOp<'a> {
+    request_put: Put<'a>,
+}
+
+#[derive(Serialize)]
+struct RangeOp<'a> {
+    request_range: KeyOnly<'a>,
+}
+
+#[derive(Serialize)]
+struct Txn<'a> {
+    compare: [Compare<'a>; 1],
+    success: [PutOp<'a>; 1],
+    failure: [RangeOp<'a>; 1],
+}
+
+fn to_body(value: &impl Serialize) -> Vec<u8> {
+    // Strings and arrays of them: serializing cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
 
 /// Body of `POST /v3/kv/range` reading `key`.
 pub fn range_request(key: &str) -> Vec<u8> {
-    json!({ "key": base64::encode(key.as_bytes()) })
-        .to_string()
-        .into_bytes()
+    to_body(&KeyOnly {
+        key: &base64::encode(key.as_bytes()),
+    })
 }
 
 /// Body of `POST /v3/kv/txn`: put `value` at `key` if its `mod_revision` is still `expected`
@@ -77,20 +125,33 @@ pub fn range_request(key: &str) -> Vec<u8> {
 pub fn txn_request(key: &str, expected: Option<i64>, value: &[u8]) -> Vec<u8> {
     let key64 = base64::encode(key.as_bytes());
     let compare = match expected {
-        Some(rev) => json!({
-            "key": key64, "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()
-        }),
-        None => json!({
-            "key": key64, "target": "CREATE", "result": "EQUAL", "create_revision": "0"
-        }),
+        Some(rev) => Compare {
+            key: &key64,
+            target: "MOD",
+            result: "EQUAL",
+            mod_revision: Some(rev.to_string()),
+            create_revision: None,
+        },
+        None => Compare {
+            key: &key64,
+            target: "CREATE",
+            result: "EQUAL",
+            mod_revision: None,
+            create_revision: Some("0".into()),
+        },
     };
-    json!({
-        "compare": [compare],
-        "success": [{ "request_put": { "key": key64, "value": base64::encode(value) } }],
-        "failure": [{ "request_range": { "key": key64 } }],
+    to_body(&Txn {
+        compare: [compare],
+        success: [PutOp {
+            request_put: Put {
+                key: &key64,
+                value: base64::encode(value),
+            },
+        }],
+        failure: [RangeOp {
+            request_range: KeyOnly { key: &key64 },
+        }],
     })
-    .to_string()
-    .into_bytes()
 }
 
 // ===== answers =====

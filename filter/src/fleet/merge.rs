@@ -274,8 +274,8 @@ fn recover(e: &mut FleetEndpoint, at_ms: u64) {
 
 fn claim(e: &mut FleetEndpoint, member: &str, now_ms: u64, until_ms: u64) -> Outcome {
     if let Some(c) = &mut e.claim {
-        if c.member == member {
-            // Re-asking (a retried txn, a duplicate) keeps the claim: idempotent.
+        if c.member == member && c.until_ms > now_ms {
+            // Re-asking while it holds (a retried txn, a duplicate) keeps it: idempotent.
             c.until_ms = c.until_ms.max(until_ms);
             return Outcome::ClaimGranted {
                 until_ms: c.until_ms,

@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use serde_json::json;
 
 // "/failover/v1" in base64, and "{}" ("e30=").
 const KEY: &str = "/failover/v1";
@@ -17,9 +18,9 @@ fn golden_range_request() {
 fn golden_txn_requests() {
     // Compare on the mod_revision read, as a decimal string; put on success, read on failure.
     let expected = concat!(
-        r#"{"compare":[{"key":"L2ZhaWxvdmVyL3Yx","mod_revision":"42","result":"EQUAL","target":"MOD"}],"#,
-        r#""failure":[{"request_range":{"key":"L2ZhaWxvdmVyL3Yx"}}],"#,
-        r#""success":[{"request_put":{"key":"L2ZhaWxvdmVyL3Yx","value":"e30="}}]}"#
+        r#"{"compare":[{"key":"L2ZhaWxvdmVyL3Yx","target":"MOD","result":"EQUAL","mod_revision":"42"}],"#,
+        r#""success":[{"request_put":{"key":"L2ZhaWxvdmVyL3Yx","value":"e30="}}],"#,
+        r#""failure":[{"request_range":{"key":"L2ZhaWxvdmVyL3Yx"}}]}"#
     );
     assert_eq!(
         String::from_utf8(txn_request(KEY, Some(42), b"{}")).unwrap(),
@@ -27,9 +28,9 @@ fn golden_txn_requests() {
     );
     // A missing key: create_revision 0 means "does not exist".
     let create = concat!(
-        r#"{"compare":[{"create_revision":"0","key":"L2ZhaWxvdmVyL3Yx","result":"EQUAL","target":"CREATE"}],"#,
-        r#""failure":[{"request_range":{"key":"L2ZhaWxvdmVyL3Yx"}}],"#,
-        r#""success":[{"request_put":{"key":"L2ZhaWxvdmVyL3Yx","value":"e30="}}]}"#
+        r#"{"compare":[{"key":"L2ZhaWxvdmVyL3Yx","target":"CREATE","result":"EQUAL","create_revision":"0"}],"#,
+        r#""success":[{"request_put":{"key":"L2ZhaWxvdmVyL3Yx","value":"e30="}}],"#,
+        r#""failure":[{"request_range":{"key":"L2ZhaWxvdmVyL3Yx"}}]}"#
     );
     assert_eq!(
         String::from_utf8(txn_request(KEY, None, b"{}")).unwrap(),
