@@ -430,3 +430,42 @@ fn many_threads_many_rounds_balance() {
     let outcomes: Vec<Vec<Outcome>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     check_books(&stored(&*etcd), &outcomes);
 }
+
+mod through_etcd {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obs() -> impl Strategy<Value = Obs> {
+        const IDS: [&str; 2] = ["a", "b"];
+        (0u8..4, 0..IDS.len(), 0u64..3000).prop_map(|(k, i, t)| match k {
+            0 => Obs::Park(IDS[i], t),
+            1 => Obs::Recover(IDS[i], t),
+            2 => Obs::Claim(IDS[i], t),
+            _ => Obs::Recovered(IDS[i], t),
+        })
+    }
+
+    proptest! {
+        /// Rounds one after the other through the model etcd (codec, txn, decode) leave the
+        /// same record and outcomes as applying the observations directly: the loop adds
+        /// nothing and loses nothing.
+        #[test]
+        fn sequential_rounds_equal_the_pure_merge(
+            rounds in proptest::collection::vec(proptest::collection::vec((obs(), 0usize..3), 0..4), 0..8),
+        ) {
+            let etcd = std::sync::Mutex::new(ModelEtcd::default());
+            let mut direct = FleetRecord::default();
+            for round in &rounds {
+                let observations: Vec<Observation> =
+                    round.iter().map(|(o, m)| o.build(&format!("m{m}"))).collect();
+                let expected = apply_all(&mut direct, &observations);
+                let r = run_round(&etcd, observations, 1).expect("no contention alone");
+                prop_assert_eq!(r.outcomes, expected);
+                prop_assert_eq!(&r.record, &direct);
+            }
+            if direct != FleetRecord::default() {
+                prop_assert_eq!(stored(&etcd), direct);
+            }
+        }
+    }
+}
