@@ -11,8 +11,10 @@ pub struct FleetConfig {
     pub cluster: String,
     /// Prefix of the etcd key; the record lives at [`FleetConfig::key`].
     pub key_prefix: String,
-    /// This member's name in the record (`first_member`, claims). `None` when neither the
-    /// config nor `${HOSTNAME}` gave one: the glue then makes one at start with
+    /// This member's name in the record (`first_member`, claims). Defaults to `HOSTNAME`
+    /// from the VM's environment (in Envoy, list it in `vm_config.environment_variables`;
+    /// Kubernetes sets it to the pod name). `None` when neither the config nor `HOSTNAME` gave
+    /// one: the glue then makes one at start with
     /// [`generated_member`], once per process (a reconfigure keeps it).
     pub member: Option<String>,
     /// How often the syncer runs a round, ms.
