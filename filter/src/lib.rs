@@ -5,7 +5,7 @@
 //!
 //! The decisions live in pure modules that never touch the ABI, so they are unit-tested
 //! natively: [`config`], [`select`], [`classify`], [`state`], [`store`], [`retry_after`],
-//! [`status`], [`probe`]. The proxy-wasm glue (root context, HTTP context, verifier) exists only
+//! [`status`], [`probe`], and fleet mode's [`fleet`]. The proxy-wasm glue (root context, HTTP context, verifier) exists only
 //! when built for `wasm32`.
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -17,6 +17,7 @@ pub mod attempt;
 pub mod classify;
 pub mod config;
 pub mod envoy;
+pub mod fleet;
 pub mod probe;
 pub mod retry_after;
 pub mod select;

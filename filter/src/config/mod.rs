@@ -8,6 +8,7 @@
 //! configured.
 
 mod fields;
+mod fleet;
 mod model;
 mod raw;
 
@@ -66,6 +67,9 @@ pub struct Config {
     pub when_all_queued: AllQueuedPolicy,
     /// Status endpoint.
     pub status_page: StatusPageConfig,
+    /// Fleet mode (one failure queue for many proxies, in etcd); `None`: off, this process
+    /// keeps its own queue as without it.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 impl Config {

@@ -168,6 +168,8 @@ pub(super) struct RawConfig {
     when_all_queued: String,
     #[serde(default)]
     status: RawStatus,
+    #[serde(default)]
+    fleet: Option<super::fleet::RawFleet>,
 }
 
 fn default_route_header() -> String {
@@ -399,6 +401,11 @@ impl RawConfig {
             .map(|(i, c)| Cidr::parse(c).map_err(|m| invalid(format!("status.allow_from[{i}]"), m)))
             .collect::<Result<_, _>>()?;
 
+        let fleet = self
+            .fleet
+            .map(|f| f.validate(env, verifier.timeout_ms))
+            .transpose()?;
+
         Ok(Config {
             endpoints,
             groups,
@@ -411,6 +418,7 @@ impl RawConfig {
                 path: self.status.path,
                 allow_from,
             },
+            fleet,
         })
     }
 }

@@ -260,3 +260,146 @@ fn cidr_matching() {
         .unwrap()
         .contains("8.8.8.8".parse().unwrap()));
 }
+
+// ===== fleet =====
+
+fn fleet(section: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let json = format!(r#"{{"endpoints":[{{"name":"a","cluster":"ca"}}],"fleet":{section}}}"#);
+    Config::parse(json.as_bytes(), env)
+}
+
+fn fleet_err(section: &str) -> String {
+    fleet(section, &|_| None).unwrap_err().to_string()
+}
+
+#[test]
+fn fleet_absent_is_off() {
+    let c = Config::parse(DESIGN_EXAMPLE.as_bytes(), &env).unwrap();
+    assert_eq!(c.fleet, None);
+}
+
+#[test]
+fn fleet_defaults() {
+    let hostname = |n: &str| (n == "HOSTNAME").then(|| "pod-7".to_string());
+    let f = fleet(r#"{"cluster":"etcd"}"#, &hostname)
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!(f.cluster, "etcd");
+    assert_eq!(f.key(), "/failover/v1");
+    assert_eq!(f.member.as_deref(), Some("pod-7"), "from ${{HOSTNAME}}");
+    assert_eq!(f.sync_interval_ms, 1000);
+    assert_eq!(f.timeout_ms, 500);
+    assert_eq!(f.offline_after_ms, 5000);
+    assert_eq!(
+        f.probe_claim_ms,
+        10_000 + 2000,
+        "verifier timeout + 2 intervals"
+    );
+    assert_eq!(f.authorization, None);
+    // No HOSTNAME: the glue makes a name at start.
+    let f = fleet(r#"{"cluster":"etcd"}"#, &|_| None)
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!(f.member, None);
+    assert_eq!(f.member_or("member-x"), "member-x");
+    // A short interval gets a timeout below it.
+    let f = fleet(r#"{"cluster":"etcd","sync_interval_ms":200}"#, &|_| None)
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!((f.timeout_ms, f.offline_after_ms), (100, 1000));
+}
+
+#[test]
+fn fleet_everything_set() {
+    let env = |n: &str| match n {
+        "ETCD_TOKEN" => Some("tok-secret".to_string()),
+        "POD" => Some("gw-1".to_string()),
+        _ => None,
+    };
+    let f = fleet(
+        r#"{"cluster":"etcd","key_prefix":"/prod/llm/","member":"${POD}","sync_interval_ms":2000,
+            "timeout_ms":300,"offline_after_ms":4000,"probe_claim_ms":20000,
+            "authorization":"${ETCD_TOKEN}"}"#,
+        &env,
+    )
+    .unwrap()
+    .fleet
+    .unwrap();
+    assert_eq!(f.key(), "/prod/llm/v1");
+    assert_eq!(f.member.as_deref(), Some("gw-1"));
+    assert_eq!(
+        (
+            f.sync_interval_ms,
+            f.timeout_ms,
+            f.offline_after_ms,
+            f.probe_claim_ms
+        ),
+        (2000, 300, 4000, 20_000)
+    );
+    let auth = f.authorization.unwrap();
+    assert_eq!(auth.expose(), "tok-secret");
+    assert!(!format!("{auth:?}").contains("tok-secret"), "never printed");
+}
+
+#[test]
+fn fleet_errors_name_the_field_and_value() {
+    let cases: &[(&str, &[&str])] = &[
+        (r#"{}"#, &["fleet", "cluster"]),
+        (r#"{"cluster":"e","surprise":1}"#, &["fleet", "surprise"]),
+        (r#"{"cluster":" "}"#, &["fleet.cluster"]),
+        (
+            r#"{"cluster":"e","key_prefix":"failover"}"#,
+            &["fleet.key_prefix", "\"failover\""],
+        ),
+        (r#"{"cluster":"e","key_prefix":"/"}"#, &["fleet.key_prefix"]),
+        (
+            r#"{"cluster":"e","member":"has space"}"#,
+            &["fleet.member", "has space"],
+        ),
+        (
+            r#"{"cluster":"e","member":"${NOPE}"}"#,
+            &["fleet.member", "NOPE"],
+        ),
+        (
+            r#"{"cluster":"e","sync_interval_ms":0}"#,
+            &["fleet.sync_interval_ms", "0"],
+        ),
+        (
+            r#"{"cluster":"e","sync_interval_ms":"1s"}"#,
+            &["fleet.sync_interval_ms"],
+        ),
+        (
+            r#"{"cluster":"e","timeout_ms":1000}"#,
+            &["fleet.timeout_ms", "1000"],
+        ),
+        (
+            r#"{"cluster":"e","timeout_ms":0}"#,
+            &["fleet.timeout_ms", "0"],
+        ),
+        (
+            r#"{"cluster":"e","offline_after_ms":999}"#,
+            &["fleet.offline_after_ms", "999"],
+        ),
+        (
+            r#"{"cluster":"e","probe_claim_ms":10000}"#,
+            &["fleet.probe_claim_ms", "10000", "verifier.timeout_ms"],
+        ),
+        (
+            r#"{"cluster":"e","authorization":"${MISSING}"}"#,
+            &["fleet.authorization", "MISSING"],
+        ),
+        (
+            r#"{"cluster":"e","authorization":""}"#,
+            &["fleet.authorization"],
+        ),
+    ];
+    for (section, needles) in cases {
+        let e = fleet_err(section);
+        for n in *needles {
+            assert!(e.contains(n), "{section}: {e:?} lacks {n:?}");
+        }
+    }
+}

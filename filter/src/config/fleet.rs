@@ -1,0 +1,134 @@
+//! The `fleet` section: its JSON shape and its validation into [`FleetConfig`].
+
+use serde::Deserialize;
+
+use super::fields::{call_timeout, positive, resolve_env};
+use super::{invalid, ConfigError};
+use crate::fleet::config::{valid_member, FleetConfig};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    cluster: String,
+    #[serde(default = "default_prefix")]
+    key_prefix: String,
+    #[serde(default)]
+    member: Option<String>,
+    #[serde(default = "default_sync_interval")]
+    sync_interval_ms: u64,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    offline_after_ms: Option<u64>,
+    #[serde(default)]
+    probe_claim_ms: Option<u64>,
+    #[serde(default)]
+    authorization: Option<String>,
+}
+
+fn default_prefix() -> String {
+    "/failover".into()
+}
+
+fn default_sync_interval() -> u64 {
+    1000
+}
+
+/// Longest default etcd call timeout; a shorter interval gets half of it.
+const DEFAULT_TIMEOUT_MS: u64 = 500;
+
+impl RawFleet {
+    /// Validates; `verifier_timeout_ms` is the probe timeout a claim must outlast.
+    pub(super) fn validate(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        verifier_timeout_ms: u64,
+    ) -> Result<FleetConfig, ConfigError> {
+        if self.cluster.trim().is_empty() {
+            return Err(invalid("fleet.cluster", "must not be empty"));
+        }
+        let prefix = &self.key_prefix;
+        if prefix.trim_end_matches('/').is_empty()
+            || !prefix.starts_with('/')
+            || !prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "fleet.key_prefix",
+                format!("{prefix:?} must start with '/' and hold visible ASCII characters only"),
+            ));
+        }
+        let member = match &self.member {
+            Some(text) => {
+                let name = resolve_env("fleet.member", text, env)?.expose().to_string();
+                if !valid_member(&name) {
+                    return Err(invalid(
+                        "fleet.member",
+                        format!("{name:?} is not a member name (1-128 visible ASCII characters)"),
+                    ));
+                }
+                Some(name)
+            }
+            None => env("HOSTNAME").filter(|h| valid_member(h)),
+        };
+        let sync = positive("fleet.sync_interval_ms", self.sync_interval_ms)?;
+        let timeout_ms = match self.timeout_ms {
+            None => DEFAULT_TIMEOUT_MS.min(sync / 2).max(1),
+            Some(t) => {
+                let t = call_timeout("fleet.timeout_ms", t)?;
+                if t >= sync {
+                    return Err(invalid(
+                        "fleet.timeout_ms",
+                        format!(
+                            "{t} is not below fleet.sync_interval_ms ({sync}): rounds would overlap"
+                        ),
+                    ));
+                }
+                t
+            }
+        };
+        let offline_after_ms = match self.offline_after_ms {
+            None => sync.saturating_mul(5),
+            Some(o) if o < sync => {
+                return Err(invalid(
+                    "fleet.offline_after_ms",
+                    format!("{o} is below fleet.sync_interval_ms ({sync})"),
+                ))
+            }
+            Some(o) => o,
+        };
+        let probe_claim_ms = match self.probe_claim_ms {
+            None => verifier_timeout_ms.saturating_add(sync.saturating_mul(2)),
+            Some(c) if c <= verifier_timeout_ms => {
+                return Err(invalid(
+                    "fleet.probe_claim_ms",
+                    format!(
+                        "{c} does not outlast verifier.timeout_ms ({verifier_timeout_ms}): a \
+                         second member could probe while the first probe still runs"
+                    ),
+                ))
+            }
+            Some(c) => c,
+        };
+        let authorization = self
+            .authorization
+            .as_deref()
+            .map(|a| resolve_env("fleet.authorization", a, env))
+            .transpose()?;
+        if authorization
+            .as_ref()
+            .is_some_and(|a| a.expose().is_empty())
+        {
+            return Err(invalid("fleet.authorization", "must not be empty"));
+        }
+        Ok(FleetConfig {
+            cluster: self.cluster,
+            key_prefix: self.key_prefix,
+            member,
+            sync_interval_ms: sync,
+            timeout_ms,
+            offline_after_ms,
+            probe_claim_ms,
+            authorization,
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! etcd v3 over its JSON gateway (grpc-gateway), as plain request bodies and parsed answers, so
+//! the glue only has to `dispatch_http_call` them.
+//!
+//! The shapes follow etcd's `rpc.proto` JSON mapping (checked against etcd's
+//! `Documentation/dev-guide/apispec/swagger/rpc.swagger.json` and `api_grpc_gateway.md`):
+//! - bytes (`key`, `value`) are base64; int64 (`mod_revision`, `create_revision`, `revision`)
+//!   are decimal strings; enums are their names (`"MOD"`, `"CREATE"`, `"EQUAL"`);
+//! - proto3 JSON leaves out zero values: a missing key's range answer has no `kvs`, a failed
+//!   txn has no `succeeded`, and `count` may be absent;
+//! - `POST /v3/kv/range` `{"key"}`; `POST /v3/kv/txn` `{"compare":[…],"success":[{"request_put":
+//!   …}],"failure":[{"request_range":…}]}` answering `{"succeeded":true,"responses":[…]}` or, on
+//!   a failed compare, the failure branch's `response_range` with the current value.
+//!
+//! Nothing here panics on a bad answer: every surprise is an [`EtcdError`].
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::base64;
+
+/// Path of the range call (etcd ≥ 3.4; 3.3 only had `/v3beta`).
+pub const RANGE_PATH: &str = "/v3/kv/range";
+/// Path of the txn call.
+pub const TXN_PATH: &str = "/v3/kv/txn";
+
+/// A key's current value and the revision that last modified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// The revision of its last modification: what the next txn compares against.
+    pub mod_revision: i64,
+}
+
+/// The answer to a txn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// The compare held and the put landed at `revision` (the key's new `mod_revision`).
+    Succeeded {
+        /// The store revision after the txn.
+        revision: i64,
+    },
+    /// Someone wrote first: the failure branch read the current value (`None`: key missing).
+    Failed {
+        /// The key as it is now.
+        current: Option<Kv>,
+    },
+}
+
+/// An etcd answer that is not what a healthy etcd sends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    /// A non-200 status (or none: the call failed or timed out); `message` is the gateway's
+    /// error text when it sent one.
+    #[error("etcd answered {status:?}: {message}")]
+    Status {
+        /// HTTP status, `None` when there was no answer.
+        status: Option<u16>,
+        /// The gateway's `message`/`error` field, or a description.
+        message: String,
+    },
+    /// A 200 whose body is not the expected JSON shape.
+    #[error("etcd answer not understood: {0}")]
+    Shape(String),
+}
+
+// ===== requests =====
+//
+// Typed bodies (not `json!`): fields go out in declaration order whatever serde_json's
+// features, so the golden bytes in the tests are the bytes on the wire.
+
+#[derive(Serialize)]
+struct KeyOnly<'a> {
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct Compare<'a> {
+    key: &'a str,
+    target: &'static str,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mod_revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_revision: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Put<'a> {
+    key: &'a str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct PutOp<'a> {
+    request_put: Put<'a>,
+}
+
+#[derive(Serialize)]
+struct RangeOp<'a> {
+    request_range: KeyOnly<'a>,
+}
+
+#[derive(Serialize)]
+struct Txn<'a> {
+    compare: [Compare<'a>; 1],
+    success: [PutOp<'a>; 1],
+    failure: [RangeOp<'a>; 1],
+}
+
+fn to_body(value: &impl Serialize) -> Vec<u8> {
+    // Strings and arrays of them: serializing cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Body of `POST /v3/kv/range` reading `key`.
+pub fn range_request(key: &str) -> Vec<u8> {
+    to_body(&KeyOnly {
+        key: &base64::encode(key.as_bytes()),
+    })
+}
+
+/// Body of `POST /v3/kv/txn`: put `value` at `key` if its `mod_revision` is still `expected`
+/// (`None`: only if the key is still missing, `create_revision == 0`); otherwise read it.
+pub fn txn_request(key: &str, expected: Option<i64>, value: &[u8]) -> Vec<u8> {
+    let key64 = base64::encode(key.as_bytes());
+    let compare = match expected {
+        Some(rev) => Compare {
+            key: &key64,
+            target: "MOD",
+            result: "EQUAL",
+            mod_revision: Some(rev.to_string()),
+            create_revision: None,
+        },
+        None => Compare {
+            key: &key64,
+            target: "CREATE",
+            result: "EQUAL",
+            mod_revision: None,
+            create_revision: Some("0".into()),
+        },
+    };
+    to_body(&Txn {
+        compare: [compare],
+        success: [PutOp {
+            request_put: Put {
+                key: &key64,
+                value: base64::encode(value),
+            },
+        }],
+        failure: [RangeOp {
+            request_range: KeyOnly { key: &key64 },
+        }],
+    })
+}
+
+// ===== answers =====
+
+/// Parses the answer to [`range_request`]: `Ok(None)` when the key is missing.
+///
+/// # Errors
+/// A non-200 status, or a body that is not a range answer.
+pub fn parse_range(status: Option<u16>, body: &[u8]) -> Result<Option<Kv>, EtcdError> {
+    let v = ok_json(status, body)?;
+    first_kv(&v)
+}
+
+/// Parses the answer to [`txn_request`].
+///
+/// # Errors
+/// A non-200 status, or a body that is not a txn answer.
+pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, EtcdError> {
+    let v = ok_json(status, body)?;
+    let succeeded = match v.get("succeeded") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(EtcdError::Shape(format!("succeeded is {other}"))),
+    };
+    if succeeded {
+        let revision = v
+            .get("header")
+            .and_then(|h| h.get("revision"))
+            .and_then(int64)
+            .ok_or_else(|| EtcdError::Shape("a succeeded txn without header.revision".into()))?;
+        return Ok(TxnOutcome::Succeeded { revision });
+    }
+    let range = v
+        .get("responses")
+        .and_then(Value::as_array)
+        .and_then(|r| r.iter().find_map(|op| op.get("response_range")))
+        .ok_or_else(|| EtcdError::Shape("a failed txn without its response_range".into()))?;
+    Ok(TxnOutcome::Failed {
+        current: first_kv(range)?,
+    })
+}
+
+fn ok_json(status: Option<u16>, body: &[u8]) -> Result<Value, EtcdError> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    if status != Some(200) {
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.get("message").or_else(|| v.get("error")))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(body);
+                text.chars().take(200).collect()
+            });
+        return Err(EtcdError::Status { status, message });
+    }
+    match parsed {
+        Some(v @ Value::Object(_)) => Ok(v),
+        _ => Err(EtcdError::Shape("the body is not a JSON object".into())),
+    }
+}
+
+/// The first `kvs` entry of a range answer; `None` when `kvs` is absent or empty.
+fn first_kv(range: &Value) -> Result<Option<Kv>, EtcdError> {
+    let kv = match range.get("kvs") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(kvs)) => match kvs.first() {
+            None => return Ok(None),
+            Some(kv) => kv,
+        },
+        Some(other) => return Err(EtcdError::Shape(format!("kvs is {other}"))),
+    };
+    let value = match kv.get("value") {
+        // An empty value is left out like every proto3 default.
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => {
+            base64::decode(s).ok_or_else(|| EtcdError::Shape("value is not base64".into()))?
+        }
+        Some(other) => return Err(EtcdError::Shape(format!("value is {other}"))),
+    };
+    let mod_revision = kv
+        .get("mod_revision")
+        .and_then(int64)
+        .filter(|r| *r > 0)
+        .ok_or_else(|| EtcdError::Shape("a kv without a positive mod_revision".into()))?;
+    Ok(Some(Kv {
+        value,
+        mod_revision,
+    }))
+}
+
+/// An int64 as the gateway writes it: a decimal string (numbers accepted too).
+fn int64(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
