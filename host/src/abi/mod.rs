@@ -54,6 +54,7 @@ pub(crate) mod log;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod properties;
+mod queues;
 pub(crate) mod shared_data;
 pub(crate) mod state;
 pub(crate) mod stream_control;
