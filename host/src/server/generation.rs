@@ -222,6 +222,20 @@ pub(super) fn local_runtime(started: &Started, body: impl std::future::Future<Ou
     }
 }
 
+/// This thread's clusters (pools, DNS refresh), or `None` after telling the starter why not.
+fn thread_clusters(b: &Bootstrap, started: &Started) -> Option<Rc<Clusters>> {
+    match Clusters::new(&b.clusters) {
+        Ok(c) => {
+            c.start_dns();
+            Some(c)
+        }
+        Err(e) => {
+            let _ = started.send(Err(e));
+            None
+        }
+    }
+}
+
 pub(super) fn spawn_worker(
     index: usize,
     b: Arc<Bootstrap>,
@@ -231,14 +245,9 @@ pub(super) fn spawn_worker(
 ) -> Result<Thread, StartError> {
     spawn_thread(format!("worker-{index}"), move |started, drain| {
         local_runtime(&started, async {
-            let clusters = match Clusters::new(&b.clusters) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = started.send(Err(e));
-                    return;
-                }
+            let Some(clusters) = thread_clusters(&b, &started) else {
+                return;
             };
-            clusters.start_dns();
             let mut vms: Vec<Rc<PluginVm>> = Vec::new();
             let mut serving = Vec::new();
             for (l, sock) in b.listeners.iter().zip(sockets) {
@@ -294,14 +303,9 @@ pub(super) fn spawn_worker(
 pub(super) fn spawn_main_wasm(b: Arc<Bootstrap>, shared: HostShared) -> Result<Thread, StartError> {
     spawn_thread("wasm-main".into(), move |started, mut stop| {
         local_runtime(&started, async {
-            let clusters = match Clusters::new(&b.clusters) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = started.send(Err(e));
-                    return;
-                }
+            let Some(clusters) = thread_clusters(&b, &started) else {
+                return;
             };
-            clusters.start_dns();
             let mut vms = Vec::new();
             let main_filters = b
                 .listeners
