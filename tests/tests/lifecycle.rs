@@ -3,15 +3,13 @@
 //! a restart with `--state-file` (graceful stop or SIGKILL after the change was saved); without a
 //! state file a restart forgets it.
 
-mod e2e_support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_support::{is_parked, stat, BODY};
-use failover_tests::{
+use failover_testkit::{
     eventually, get, merge, mock, mock_upstream, plugin_config, send, Host, Setup,
 };
+use failover_testkit::{is_parked, stat, BODY};
 use serde_json::json;
 
 /// Two endpoints, `bad` (always 503, first) and `good`; probes on `/probe` once a minute, so a
