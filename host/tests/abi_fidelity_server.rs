@@ -65,6 +65,7 @@ fn vm_counter_with_env(
         .listener(
             Listener::new("main", ([127, 0, 0, 1], 0).into())
                 .stat_prefix("ingress")
+                .route_config_name("local")
                 .route(Route::to_cluster("/", "a"))
                 .wasm_filter(
                     plugin("counter")

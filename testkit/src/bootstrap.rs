@@ -132,18 +132,21 @@ pub struct Listener {
     name: String,
     address: SocketAddr,
     stat_prefix: String,
+    route_config: String,
     routes: Vec<Route>,
     wasm_filters: Vec<WasmPlugin>,
 }
 
 impl Listener {
     /// A listener `name` on `address` (port 0: the OS picks; the host logs the port). Its
-    /// `stat_prefix` and route config are named `name` too.
+    /// `stat_prefix` is `name` too, its route config `{name}_routes` (the host reports it as
+    /// the route name).
     pub fn new(name: &str, address: SocketAddr) -> Self {
         Self {
             name: name.into(),
             address,
             stat_prefix: name.into(),
+            route_config: format!("{name}_routes"),
             routes: Vec::new(),
             wasm_filters: Vec::new(),
         }
@@ -152,6 +155,12 @@ impl Listener {
     /// Another `stat_prefix` than the listener's name.
     pub fn stat_prefix(mut self, prefix: &str) -> Self {
         self.stat_prefix = prefix.into();
+        self
+    }
+
+    /// Another name for the route config than `{name}_routes`.
+    pub fn route_config_name(mut self, name: &str) -> Self {
+        self.route_config = name.into();
         self
     }
 
@@ -180,7 +189,7 @@ impl Listener {
                 "\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "\n          stat_prefix: {stat_prefix}",
                 "\n          route_config:",
-                "\n            name: {name}",
+                "\n            name: {route_config}",
                 "\n            virtual_hosts:",
                 "\n            - name: all",
                 "\n              domains: [\"*\"]",
@@ -189,6 +198,7 @@ impl Listener {
             name = self.name,
             address = socket_address(self.address),
             stat_prefix = self.stat_prefix,
+            route_config = self.route_config,
         );
         if self.routes.is_empty() {
             out.push_str(" []");

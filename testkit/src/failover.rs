@@ -107,6 +107,7 @@ impl Setup {
     /// The bootstrap for listener `listen` and admin `admin`, as a builder (to add to).
     pub fn builder(&self, listen: SocketAddr, admin: SocketAddr) -> BootstrapBuilder {
         let listener = Listener::new("main", listen)
+            .route_config_name("main")
             .route(Route::by_header("/", ROUTE_HEADER).timeout(&self.route_timeout))
             .wasm_filter(
                 self.plugin("failover")

@@ -218,16 +218,22 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// A fresh connection to `addr` with `bytes` written on it.
+async fn connect_and_write(addr: SocketAddr, bytes: &[u8]) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    s.write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    Ok(s)
+}
+
 /// Writes `request` (a complete HTTP/1.1 request text; send `connection: close`) on a fresh
 /// connection and parses the answer read until the proxy closes. 15 s limit.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> Result<Answer, String> {
     let fut = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(request)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        let mut s = connect_and_write(addr, request).await?;
         let mut out = Vec::new();
         s.read_to_end(&mut out)
             .await
@@ -249,17 +255,11 @@ pub struct HeldRequest {
 impl HeldRequest {
     /// Sends the head of `POST path` announcing `body.len()` bytes, and keeps the body back.
     pub async fn start(addr: SocketAddr, path: &str, body: &[u8]) -> Result<Self, String> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: failover.test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         );
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        let stream = connect_and_write(addr, head.as_bytes()).await?;
         Ok(Self {
             stream,
             body: body.to_vec(),
@@ -294,12 +294,7 @@ pub async fn raw_exchange(
     limit: Duration,
 ) -> Result<Vec<u8>, String> {
     let fut = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(bytes)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        let mut s = connect_and_write(addr, bytes).await?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {

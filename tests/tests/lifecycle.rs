@@ -78,12 +78,7 @@ async fn the_queue_survives_a_sighup_reload() {
         ]}),
     );
     changed.clusters.push(("spare".into(), spare.addr()));
-    std::fs::write(
-        &host.config_path,
-        changed.bootstrap(host.listen, host.admin),
-    )
-    .expect("rewrite config");
-    host.signal("HUP");
+    host.reload(&changed.bootstrap(host.listen, host.admin));
     let reloaded = eventually(Duration::from_secs(20), || async {
         let st = host.status().await;
         (st["endpoints"].as_array().map(Vec::len) == Some(3)).then_some(st)
