@@ -14,6 +14,8 @@
 //! It does not depend on the `failover-host` library (a dev-dependency cycle would build the host
 //! twice); tests of the host package pass `env!("CARGO_BIN_EXE_failover-host")` to [`Launch`].
 
+#![deny(missing_docs)]
+
 pub mod bootstrap;
 pub mod eventually;
 pub mod failover;
