@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use failover_tests::{eventually, free_port, mock, mock_upstream, send, Host};
+use failover_testkit::{eventually, free_port, mock, mock_upstream, send, Host};
 
 /// The shipped file with each fixed port replaced by a free or a mock's one. A port that is
 /// not in the file is a test bug (the file changed), so it fails loudly.
@@ -46,7 +46,7 @@ async fn start_shipped(
     Host::start_bootstrap(&yaml, loopback(listen), loopback(admin), args, env).await
 }
 
-async fn post(host: &Host) -> failover_tests::Answer {
+async fn post(host: &Host) -> failover_testkit::Answer {
     send(
         host.listen,
         "POST",
