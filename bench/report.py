@@ -16,12 +16,13 @@ import statistics
 import sys
 from collections import defaultdict
 
-CASES = ["direct", "host_filter", "host_plain", "nginx_proxy"]
+CASES = ["direct", "host_filter", "host_plain", "nginx_proxy", "host_noop"]
 LABEL = {
     "direct": "(1) upstream direct (nginx, static JSON)",
     "host_filter": "(2) failover-host + failover filter",
     "host_plain": "(3) failover-host, no filter",
     "nginx_proxy": "(4) nginx `proxy_pass`, keep-alive upstream",
+    "host_noop": "(5) failover-host + no-op proxy-wasm filter (the ABI floor)",
 }
 
 
@@ -84,6 +85,12 @@ def ratios(rounds):
             )
         if all(k in c for k in ("host_plain", "nginx_proxy")):
             out["rps_3_4"].append(c["host_plain"]["rps"] / c["nginx_proxy"]["rps"])
+        if all(k in c for k in ("host_noop", "host_plain")):
+            floor = c["host_noop"]["cpu_us"] - c["host_plain"]["cpu_us"]
+            out["floor"].append(floor)
+            if "host_filter" in c and floor > 0:
+                ours = c["host_filter"]["cpu_us"] - c["host_plain"]["cpu_us"]
+                out["ours_over_floor"].append(ours / floor)
     return out
 
 
@@ -102,6 +109,10 @@ def round_line(rows, r):
         parts.append(f"(2)/(4) {rt['rps_2_4'][0]:.3f}")
     if rt.get("rps_2_3"):
         parts.append(f"(2)/(3) {rt['rps_2_3'][0]:.3f}")
+    if rt.get("floor"):
+        parts.append(f"floor (5)-(3) {rt['floor'][0]:.1f}us")
+    if rt.get("ours_over_floor"):
+        parts.append(f"filter/floor {rt['ours_over_floor'][0]:.2f}x")
     return "; ".join(parts)
 
 
@@ -215,7 +226,7 @@ def markdown(rows, extras, meta, perf, store_table=None):
         f"Measured by `bench/run`{' --quick (smoke run: numbers indicative only)' if quick else ''} on "
         f"{meta.get('date', '?')}: {meta.get('nproc', '?')} cores ({meta.get('cpu', '?')}), Linux {meta.get('kernel', '?')}, "
         f"shared by the load generator, the upstream and the proxy under test. `wrk -t{meta.get('threads')} "
-        f"-c{meta.get('connections')}`, {meta.get('duration')} s per run, {n} round(s) of the four cases back to back "
+        f"-c{meta.get('connections')}`, {meta.get('duration')} s per run, {n} round(s) of the cases back to back "
         f"(order reversed every other round), GET of a {meta.get('body_bytes', '?')}-byte JSON answer. Proxies run "
         f"{meta.get('workers')} workers; failover-host built with `--profile {meta.get('profile')}`; "
         f"nginx {meta.get('nginx', '?')} (upstream: {meta.get('upstream_workers')} worker, `return 200`). "
@@ -255,6 +266,20 @@ def markdown(rows, extras, meta, perf, store_table=None):
             f"| filter CPU per request ((2) − (3) proxy CPU) | {fmt_range(rt['cpu_filter'], '{:.1f}')} µs "
             f"= {fmt_range([x * 100 for x in rt['cpu_share']], '{:.1f}')} % of the host's own | ≤ 5 % | "
             f"{'met' if summary(rt['cpu_share'])[0] <= 0.05 else '**missed**'} |"
+        )
+    if rt.get("floor"):
+        med = summary(rt["floor"])[0]
+        verdict = "met" if med <= 2.5 else f"**missed** by {med - 2.5:.1f} µs"
+        out.append(
+            f"| proxy-wasm floor per request ((5) − (3) proxy CPU) | {fmt_range(rt['floor'], '{:.1f}')} µs | "
+            f"≤ 2.5 µs | {verdict} |"
+        )
+    if rt.get("ours_over_floor"):
+        med = summary(rt["ours_over_floor"])[0]
+        verdict = "met" if med <= 1.3 else f"**missed** by {med - 1.3:.2f}×"
+        out.append(
+            f"| our filter as a multiple of the floor (((2) − (3)) / ((5) − (3))) | "
+            f"{fmt_range(rt['ours_over_floor'], '{:.2f}')}× | ≤ 1.3× | {verdict} |"
         )
     out.append("")
     ex = extras_section(extras, meta)
