@@ -3,14 +3,28 @@
 //! build step (the substrate-wasm-builder pattern).
 //!
 //! The nested cargo uses its own target dir (`target/wasm-filter`), so it never waits on the
-//! lock the outer build holds. Set `FAILOVER_WASM=/path/to/filter.wasm` to embed a prebuilt
-//! module instead.
+//! lock the outer build holds, and the workspace's `wasm` profile (size first: issue 16,
+//! bench/WASM_SIZE.md). Set `FAILOVER_WASM=/path/to/filter.wasm` to embed a prebuilt module
+//! instead.
+//!
+//! If binaryen's `wasm-opt` is available — named by `WASM_OPT`, or else found on `PATH` — the
+//! module is shrunk further with `wasm-opt -Oz` (which also validates its output); without it
+//! the step is skipped with a warning. `WASM_OPT=off` skips it silently.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
+/// The cargo profile the filter is built with (`[profile.wasm]` in the workspace Cargo.toml).
+const PROFILE: &str = "wasm";
+/// The Wasm features rustc's `wasm32-wasip1` output uses; wasm-opt must be told to allow them.
+const WASM_OPT_FEATURES: [&str; 4] = [
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+];
 
 fn main() {
     if env::var_os("CARGO_FEATURE_RUNTIME").is_none() {
@@ -18,6 +32,7 @@ fn main() {
         return;
     }
     println!("cargo:rerun-if-env-changed=FAILOVER_WASM");
+    println!("cargo:rerun-if-env-changed=WASM_OPT");
     if let Ok(prebuilt) = env::var("FAILOVER_WASM") {
         println!("cargo:rerun-if-changed={prebuilt}");
         println!("cargo:rustc-env=FAILOVER_FILTER_WASM={prebuilt}");
@@ -50,7 +65,8 @@ fn main() {
     cmd.current_dir(&workspace)
         .args([
             "build",
-            "--release",
+            "--profile",
+            PROFILE,
             "-p",
             "failover-filter",
             "--lib",
@@ -81,7 +97,7 @@ fn main() {
 
     let wasm = target_dir
         .join(TARGET)
-        .join("release")
+        .join(PROFILE)
         .join("failover_filter.wasm");
     if !wasm.exists() {
         panic!(
@@ -89,7 +105,61 @@ fn main() {
             wasm.display()
         );
     }
+    let wasm = optimise(&wasm);
     println!("cargo:rustc-env=FAILOVER_FILTER_WASM={}", wasm.display());
+}
+
+/// Runs `wasm-opt -Oz` over the module when binaryen is available and returns the module to
+/// embed: the optimised one, or `wasm` itself when the step is skipped. An explicitly named
+/// `WASM_OPT` that fails stops the build; a `wasm-opt` merely found on `PATH` that fails only
+/// warns.
+fn optimise(wasm: &Path) -> PathBuf {
+    let (tool, explicit) = match env::var("WASM_OPT") {
+        Ok(v) if v == "off" || v == "0" => return wasm.to_path_buf(),
+        Ok(v) if !v.is_empty() => (PathBuf::from(v), true),
+        _ => match find_on_path("wasm-opt") {
+            Some(found) => (found, false),
+            None => {
+                println!(
+                    "cargo:warning=wasm-opt not found: embedding the filter without `wasm-opt -Oz` \
+                     (npm install binaryen, then put node_modules/.bin on PATH or set WASM_OPT; \
+                     WASM_OPT=off silences this)"
+                );
+                return wasm.to_path_buf();
+            }
+        },
+    };
+    let out = wasm.with_file_name("failover_filter.opt.wasm");
+    let result = Command::new(&tool)
+        .arg("-Oz")
+        .args(WASM_OPT_FEATURES)
+        .arg(wasm)
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match result {
+        Ok(status) if status.success() && out.exists() => out,
+        other => {
+            let why = match other {
+                Ok(status) => format!("exited with {status}"),
+                Err(e) => e.to_string(),
+            };
+            if explicit {
+                panic!("WASM_OPT={}: `wasm-opt -Oz` failed: {why}", tool.display());
+            }
+            println!(
+                "cargo:warning={}: `wasm-opt -Oz` failed ({why}); embedding the unoptimised filter",
+                tool.display()
+            );
+            wasm.to_path_buf()
+        }
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Fails early with the one command that fixes a missing target, instead of a wall of

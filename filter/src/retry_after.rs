@@ -55,7 +55,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(now_ms.saturating_add(secs.saturating_mul(1000)));
     }
-    if let Ok(secs) = v.parse::<f64>() {
+    if let Some(secs) = parse_f64(v) {
         if secs.is_finite() && secs >= 0.0 {
             return Some(now_ms.saturating_add((secs * 1000.0) as u64));
         }
@@ -121,7 +121,7 @@ pub fn parse_go_duration_ms(v: &str) -> Option<u64> {
     if v.is_empty() {
         return None;
     }
-    if let Ok(secs) = v.parse::<f64>() {
+    if let Some(secs) = parse_f64(v) {
         return (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64);
     }
     let mut total = 0f64;
@@ -131,7 +131,7 @@ pub fn parse_go_duration_ms(v: &str) -> Option<u64> {
         if num_len == 0 {
             return None;
         }
-        let n: f64 = rest[..num_len].parse().ok()?;
+        let n = parse_f64(&rest[..num_len])?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -147,6 +147,90 @@ pub fn parse_go_duration_ms(v: &str) -> Option<u64> {
         rest = &rest[unit_len..];
     }
     (total.is_finite() && total >= 0.0).then_some(total as u64)
+}
+
+/// A decimal number as `f64::from_str` reads it (`[+-]digits[.digits][e[+-]digits]`, either
+/// digit run may be empty but not both), without core's float parser and its 10 KB table
+/// (issue 16: module size). Exactly `f64::from_str`'s value (its own fast path) whenever the
+/// significant digits fit 2^53 and the decimal exponent is within ±22 — every value these headers
+/// carry; beyond that, within a few ulps, which no caller can tell apart after converting to
+/// whole milliseconds. `inf`/`nan`, which `from_str` also accepts, read as `None`: every caller
+/// refuses a non-finite value anyway.
+fn parse_f64(s: &str) -> Option<f64> {
+    let (negative, body) = match s.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        all => (false, all),
+    };
+    let mut mantissa = 0u64;
+    let mut exp10 = 0i64; // value = mantissa · 10^exp10 (· 10^exponent below)
+    let mut digits = 0usize;
+    let mut seen_dot = false;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                if mantissa < 1_000_000_000_000_000_000 {
+                    mantissa = mantissa * 10 + u64::from(b - b'0');
+                    if seen_dot {
+                        exp10 -= 1;
+                    }
+                } else if !seen_dot {
+                    // Digits past u64's precision: dropped, but they still scale the value.
+                    exp10 += 1;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if let Some((&e, rest)) = body[i..].split_first() {
+        if e != b'e' && e != b'E' {
+            return None;
+        }
+        let (negative_exp, exp_digits) = match rest {
+            [b'-', r @ ..] => (true, r),
+            [b'+', r @ ..] => (false, r),
+            r => (false, r),
+        };
+        if exp_digits.is_empty() || !exp_digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let exponent = exp_digits.iter().fold(0i64, |acc, d| {
+            acc.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+        exp10 = if negative_exp {
+            exp10.saturating_sub(exponent)
+        } else {
+            exp10.saturating_add(exponent)
+        };
+    }
+    let m = mantissa as f64; // exact below 2^53: the fast path's condition
+    let magnitude = if mantissa == 0 {
+        0.0
+    } else if exp10 > 400 {
+        f64::INFINITY
+    } else if exp10 < -400 {
+        0.0
+    } else {
+        // 10^k is exact in an f64 for k <= 22, so below 2^53 one rounding gives exactly the
+        // correctly rounded value, as core's fast path does.
+        let mut scale = 1.0f64;
+        for _ in 0..exp10.unsigned_abs().min(22) {
+            scale *= 10.0;
+        }
+        let mut v = if exp10 < 0 { m / scale } else { m * scale };
+        for _ in 22..exp10.unsigned_abs() {
+            v = if exp10 < 0 { v / 10.0 } else { v * 10.0 };
+        }
+        v
+    };
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 fn hms(t: &str) -> Option<(u32, u32, u32)> {
@@ -200,6 +284,82 @@ mod tests {
     }
 
     const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn own_float_parser_reads_what_core_reads() {
+        for s in [
+            "0",
+            "3",
+            "1.5",
+            "62.5",
+            ".5",
+            "5.",
+            "+1",
+            "+.5",
+            "-0",
+            "-5",
+            "1e3",
+            "1E3",
+            "1.e2",
+            "2.5e-3",
+            "0.001",
+            "1.005",
+            "0.29",
+            "99999999999",
+            "123456789012345",
+            "0.000001",
+            "00012.50",
+            "1e999",
+            "1e-999",
+            "1e",
+            "e5",
+            ".",
+            "+",
+            "-",
+            "1.2.3",
+            "1e+",
+            "1e+2",
+            "1x",
+            "",
+            " 1",
+            "1 ",
+            "1_0",
+            "..5",
+            "1e2.5",
+            "1e--2",
+        ] {
+            let core = s.parse::<f64>().ok().map(f64::to_bits);
+            assert_eq!(parse_f64(s).map(f64::to_bits), core, "{s:?}");
+        }
+        for s in ["inf", "NaN", "-inf", "infinity", "+Infinity"] {
+            assert!(s.parse::<f64>().is_ok_and(|v| !v.is_finite()), "{s:?}");
+            assert_eq!(
+                parse_f64(s),
+                None,
+                "{s:?}: callers refuse non-finite values anyway"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn own_float_parser_is_exact_on_short_decimals(
+            int in 0u64..1_000_000_000,
+            frac in 0u32..1_000_000,
+            frac_digits in 0usize..7,
+            exp in -16i32..=10,
+            form in 0u8..3,
+        ) {
+            let frac = frac % 10u32.pow(u32::try_from(frac_digits).unwrap_or(0));
+            let s = match form {
+                0 => format!("{int}.{frac:0frac_digits$}"),
+                1 => format!("{int}.{frac:0frac_digits$}e{exp}"),
+                _ => format!("{int}"),
+            };
+            let core = s.parse::<f64>().ok().map(f64::to_bits);
+            proptest::prop_assert_eq!(parse_f64(&s).map(f64::to_bits), core, "{:?}", s);
+        }
+    }
 
     #[test]
     fn seconds_and_dates() {

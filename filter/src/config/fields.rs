@@ -1,6 +1,8 @@
 //! Checks of single values shared by the validation: numbers, header names, `${ENV}`.
 
-use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::model::HeaderValue;
 use super::{invalid, ConfigError};
@@ -95,10 +97,11 @@ pub(super) fn resolve_env(
 
 pub(super) fn headers(
     path: &str,
-    raw: &BTreeMap<String, String>,
+    raw: &RawHeaders,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, HeaderValue)>, ConfigError> {
-    raw.iter()
+    raw.0
+        .iter()
         .map(|(k, v)| {
             let here = format!("{path}.{k}");
             let name = header_name(&here, k)?;
@@ -108,6 +111,49 @@ pub(super) fn headers(
             Ok((name, resolve_env(&here, v, env)?))
         })
         .collect()
+}
+
+/// A JSON object of header name → value, read exactly as a `BTreeMap<String, String>` reads it
+/// (same errors, sorted by name, a repeated name keeps its last value), without a `BTreeMap`
+/// instantiation of its own in the .wasm (issue 16: module size).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct RawHeaders(pub(super) Vec<(String, String)>);
+
+impl RawHeaders {
+    /// Adds or replaces `name`, keeping the names sorted.
+    pub(super) fn insert(&mut self, name: String, value: String) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawHeaders {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor;
+        impl<'de> Visitor<'de> for HeadersVisitor {
+            type Value = RawHeaders;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // What serde's `BTreeMap` says.
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeaders, A::Error> {
+                let mut out = RawHeaders::default();
+                while let Some((name, value)) = map.next_entry::<String, String>()? {
+                    out.insert(name, value);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(HeadersVisitor)
+    }
 }
 
 /// Connection-level headers that never travel past one hop (RFC 9110 §7.6.1).
@@ -122,3 +168,47 @@ pub const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::RawHeaders;
+    use std::collections::BTreeMap;
+
+    fn both(
+        json: &str,
+    ) -> (
+        Result<RawHeaders, String>,
+        Result<BTreeMap<String, String>, String>,
+    ) {
+        let ours = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(json))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                format!("{path}: {}", e.into_inner())
+            });
+        let theirs =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(json))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    format!("{path}: {}", e.into_inner())
+                });
+        (ours, theirs)
+    }
+
+    #[test]
+    fn headers_read_exactly_as_a_btreemap_would() {
+        for json in [
+            r#"{}"#,
+            r#"{"b": "2", "a": "1", "c": "3"}"#,
+            r#"{"x": "first", "a": "1", "x": "last"}"#,
+            r#"{"a": 1}"#,
+            r#"{"a": "1", "b": null}"#,
+            r#"["a", "b"]"#,
+            r#""a""#,
+            r#"{"a": "1""#,
+        ] {
+            let (ours, theirs) = both(json);
+            let theirs = theirs.map(|m| m.into_iter().collect::<Vec<_>>());
+            assert_eq!(ours.map(|h| h.0), theirs, "{json}");
+        }
+    }
+}

@@ -1,8 +1,6 @@
 //! The JSON shape as serde reads it (unknown fields denied, defaults filled), and its
 //! validation into the typed model.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use super::fields::*;
@@ -24,7 +22,7 @@ struct RawEndpoint {
     #[serde(default)]
     authority: Option<String>,
     #[serde(default)]
-    request_headers: BTreeMap<String, String>,
+    request_headers: RawHeaders,
 }
 
 fn one() -> u64 {
@@ -85,7 +83,7 @@ impl Default for RawFailover {
 struct RawProbe {
     method: String,
     path: String,
-    headers: BTreeMap<String, String>,
+    headers: RawHeaders,
     body: String,
 }
 
@@ -94,7 +92,10 @@ impl Default for RawProbe {
         Self {
             method: "POST".into(),
             path: "/v1/messages".into(),
-            headers: BTreeMap::from([("content-type".to_string(), "application/json".to_string())]),
+            headers: RawHeaders(vec![(
+                "content-type".to_string(),
+                "application/json".to_string(),
+            )]),
             body: r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#
                 .into(),
         }

@@ -102,50 +102,58 @@ pub fn update<T>(
     store: &dyn SharedStore,
     mut transition: impl FnMut(&mut Record) -> T,
 ) -> Result<Updated<T>, StoreError> {
+    // Only reading, the transition and the result are generic; the host calls are in `commit`,
+    // once in the .wasm instead of once per transition (issue 16: module size).
     let mut attempts = 0u32;
     loop {
         attempts = attempts.saturating_add(1);
         let (current, cas, corrupt) = read(store)?;
         let mut next = current.clone();
         let outcome = transition(&mut next);
-        let Some(cas) = cas else {
-            // Missing: create, race-free.
-            match store.set(RECORD_KEY, &next.encode(), CREATE_CAS)? {
-                SetResult::Stored => return Ok(done(outcome, next, true, attempts, false)),
-                SetResult::CasMismatch => {
-                    if store.get(RECORD_KEY)?.is_none() {
-                        // A strict host refused a non-zero cas on a missing key.
-                        if store.set(RECORD_KEY, &next.encode(), 0)? == SetResult::Stored {
-                            return Ok(done(outcome, next, true, attempts, false));
-                        }
-                    }
-                    continue;
-                }
-            }
-        };
-        if next == current && !corrupt {
-            return Ok(done(outcome, next, false, attempts, false));
-        }
-        match store.set(RECORD_KEY, &next.encode(), cas)? {
-            SetResult::Stored => return Ok(done(outcome, next, true, attempts, corrupt)),
-            SetResult::CasMismatch => continue,
+        if let Some((written, replaced_corrupt)) = commit(store, &current, &next, cas, corrupt)? {
+            return Ok(Updated {
+                outcome,
+                record: next,
+                written,
+                attempts,
+                replaced_corrupt,
+            });
         }
     }
 }
 
-fn done<T>(
-    outcome: T,
-    record: Record,
-    written: bool,
-    attempts: u32,
-    replaced_corrupt: bool,
-) -> Updated<T> {
-    Updated {
-        outcome,
-        record,
-        written,
-        attempts,
-        replaced_corrupt,
+/// Writes `next` over `current` (read with `cas`, `None` when missing): `Some((written,
+/// replaced_corrupt))` when done, `None` when another VM wrote first and the loop must start
+/// over.
+#[inline(never)]
+fn commit(
+    store: &dyn SharedStore,
+    current: &Record,
+    next: &Record,
+    cas: Option<u32>,
+    corrupt: bool,
+) -> Result<Option<(bool, bool)>, StoreError> {
+    let Some(cas) = cas else {
+        // Missing: create, race-free.
+        return match store.set(RECORD_KEY, &next.encode(), CREATE_CAS)? {
+            SetResult::Stored => Ok(Some((true, false))),
+            SetResult::CasMismatch => {
+                if store.get(RECORD_KEY)?.is_none() {
+                    // A strict host refused a non-zero cas on a missing key.
+                    if store.set(RECORD_KEY, &next.encode(), 0)? == SetResult::Stored {
+                        return Ok(Some((true, false)));
+                    }
+                }
+                Ok(None)
+            }
+        };
+    };
+    if next == current && !corrupt {
+        return Ok(Some((false, false)));
+    }
+    match store.set(RECORD_KEY, &next.encode(), cas)? {
+        SetResult::Stored => Ok(Some((true, corrupt))),
+        SetResult::CasMismatch => Ok(None),
     }
 }
 

@@ -52,7 +52,7 @@ pub fn wasm_file_problem(path: &Path) -> Option<String> {
         Ok(m) if m.is_file() => None,
         Ok(_) => Some(format!("Wasm module {} is not a regular file", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-            "Wasm module {} not found; build it (cargo build --release -p failover-filter --target wasm32-wasip1), write the built-in one with `failover-host wasm --out {}`, or run with `--wasm builtin`",
+            "Wasm module {} not found; build it (cargo build --profile wasm -p failover-filter --lib --target wasm32-wasip1), write the built-in one with `failover-host wasm --out {}`, or run with `--wasm builtin`",
             path.display(),
             path.display()
         )),
