@@ -7,6 +7,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod dep_audit;
+pub mod etcd;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
