@@ -223,7 +223,14 @@ impl Syncer {
         self.next_round_ms = now.saturating_add(self.cfg.sync_interval_ms);
         let local = plugin.record();
         let member = self.status.member.clone();
-        let mut observations = pending_parks(&local, &self.status.record, &member);
+        // Claims only while fresh (a claim asked long ago would be granted for a stale need).
+        self.queued.retain(|o| match o {
+            Observation::Claim { now_ms, .. } => now.saturating_sub(*now_ms) < 1000,
+            _ => true,
+        });
+        // Verdicts and claims first: a probe's recovery is counted as a verdict.
+        let mut observations = std::mem::take(&mut self.queued);
+        observations.extend(pending_parks(&local, &self.status.record, &member));
         // Parked here after the last round, healthy here now, still parked in the fleet: a
         // local recovery (trial request or local verifier) the fleet has not heard of.
         for id in &self.parked_after_sync {
@@ -232,19 +239,16 @@ impl Syncer {
                 .record
                 .endpoint(id)
                 .is_some_and(|e| e.is_parked());
-            if fleet_parked && !local.is_queued(id) {
+            let verdict_queued = observations
+                .iter()
+                .any(|o| matches!(o, Observation::Verdict { id: i, .. } if i == id));
+            if fleet_parked && !verdict_queued && !local.is_queued(id) {
                 observations.push(Observation::Recover {
                     id: id.clone(),
                     at_ms: now,
                 });
             }
         }
-        // Claims only while the fleet decides who probes; expired ones are dropped.
-        self.queued.retain(|o| match o {
-            Observation::Claim { now_ms, .. } => now.saturating_sub(*now_ms) < 1000,
-            _ => true,
-        });
-        observations.append(&mut self.queued);
         let (round, request) = SyncRound::start(self.key.clone(), observations.clone(), MAX_TXNS);
         let flight = InFlight {
             token: 0,
@@ -367,9 +371,15 @@ impl Syncer {
                 Outcome::ClaimDenied(d) => {
                     debug!("[{label}] fleet: probe claim on \"{id}\" denied: {d:?}")
                 }
-                Outcome::VerdictCounted => {
-                    debug!("[{label}] fleet: probe verdict on \"{id}\" recorded")
-                }
+                Outcome::VerdictCounted => match obs {
+                    Observation::Verdict {
+                        verdict: Verdict::Recovered,
+                        ..
+                    } => info!(
+                        "[{label}] fleet: endpoint \"{id}\" recovered fleet-wide: {member}'s check passed"
+                    ),
+                    _ => debug!("[{label}] fleet: probe verdict on \"{id}\" recorded"),
+                },
             }
         }
     }
