@@ -329,6 +329,17 @@ async fn etcd_down_under_load_means_local_mode_then_convergence_without_double_c
     .await;
     assert!(ok.is_some(), "{}", all_logs(&f.hosts));
 
+    // Counted from here: a proxy slow to start may have said "offline" once already.
+    let warns_before: Vec<usize> = f
+        .hosts
+        .iter()
+        .map(|h| h.count_lines(&["WARN", "local-only mode"]))
+        .collect();
+    let backs_before: Vec<usize> = f
+        .hosts
+        .iter()
+        .map(|h| h.count_lines(&["INFO", "etcd reachable again"]))
+        .collect();
     for i in 0..3 {
         f.etcd.stop(i);
     }
@@ -345,7 +356,7 @@ async fn etcd_down_under_load_means_local_mode_then_convergence_without_double_c
         assert_eq!(s["queue_size"], 2, "still parked locally: {s:#}");
         assert_eq!(h.stat("failover.fleet.connected").await, 0, "proxy {i}");
         assert_eq!(
-            h.count_lines(&["WARN", "local-only mode"]),
+            h.count_lines(&["WARN", "local-only mode"]) - warns_before[i],
             1,
             "proxy {i}:\n{}",
             h.logs()
@@ -369,11 +380,78 @@ async fn etcd_down_under_load_means_local_mode_then_convergence_without_double_c
     assert_eq!(fleet_info_lines(&f.hosts), 2, "{}", all_logs(&f.hosts));
     for (i, h) in f.hosts.iter().enumerate() {
         assert_eq!(
-            h.count_lines(&["INFO", "etcd reachable again"]),
+            h.count_lines(&["INFO", "etcd reachable again"]) - backs_before[i],
             1,
             "proxy {i}:\n{}",
             h.logs()
         );
         assert_eq!(h.status().await["queue_size"], 2, "proxy {i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_etcd_member_killed_under_load_and_a_claim_holder_killed() {
+    if etcd_missing() {
+        return;
+    }
+    let mut f = start_fleet("/test-kill", true).await;
+    f.connected(Duration::from_secs(10)).await;
+
+    // One etcd member killed (-9) while the outage starts: quorum holds, still exactly once.
+    f.etcd.kill(0);
+    load(&f.hosts, 90, "park").await;
+    let ok = eventually(Duration::from_secs(5), || async {
+        (f.record().await["stats"]["total_failed"] == 2).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "{}\n{}", all_logs(&f.hosts), f.etcd.logs());
+    load(&f.hosts, 60, "more").await;
+    tokio::time::sleep(Duration::from_millis(3 * SYNC_MS)).await;
+    assert_eq!(f.record().await["stats"]["total_failed"], 2);
+    assert_eq!(fleet_info_lines(&f.hosts), 2, "{}", all_logs(&f.hosts));
+    for (i, h) in f.hosts.iter().enumerate() {
+        let s = h.status().await;
+        assert_eq!(s["fleet"]["connected"], true, "proxy {i}: {s:#}");
+        assert_eq!(s["queue_size"], 2, "proxy {i}: {s:#}");
+    }
+
+    // kill -9 the proxy holding a probe claim: another one probes once the claim expires.
+    let holder = eventually(Duration::from_secs(5), || async {
+        let r = f.record().await;
+        r["endpoints"]["bad1"]["claim"]["member"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await
+    .expect("a probe claim on bad1");
+    let idx: usize = holder
+        .trim_start_matches("proxy")
+        .parse()
+        .expect("member name");
+    f.hosts[idx].signal("KILL");
+    let killed_at = Instant::now();
+    let other = eventually(Duration::from_secs(6), || async {
+        let r = f.record().await;
+        let m = r["endpoints"]["bad1"]["claim"]["member"]
+            .as_str()?
+            .to_string();
+        (m != holder).then_some(m)
+    })
+    .await;
+    assert!(
+        other.is_some(),
+        "no other member claimed bad1 after {holder} died:\n{}",
+        all_logs(&f.hosts)
+    );
+    eprintln!(
+        "MEASURED: {} took over probing bad1 {:?} after {holder} was killed (probe_claim_ms 1000)",
+        other.unwrap_or_default(),
+        killed_at.elapsed()
+    );
+    let before = f.bad1.stats().requests_on("/probe");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        f.bad1.stats().requests_on("/probe") > before,
+        "nobody probes bad1 any more"
+    );
 }
