@@ -21,16 +21,6 @@ fn full(b: &'static str) -> Body {
         .boxed_unsync()
 }
 
-fn metric(shared: &HostShared, name: &str) -> i64 {
-    shared
-        .metrics()
-        .snapshot()
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| m.value)
-        .unwrap_or(0)
-}
-
 // ===== dispatch_http_call: no re-entrancy, response readable in the callback =====
 
 fn dispatch_module() -> Vec<u8> {

@@ -1,14 +1,27 @@
 //! Bad input to the CLI: every case exits non-zero with one clear `error:` line saying what
 //! and where, and nothing panics.
 
-mod cli_support;
-mod proxy_support;
-
 use std::time::Duration;
 
-use cli_support::*;
+use failover_testkit::upstream::raw as upstream;
+use failover_testkit::{BootstrapBuilder, Cluster, Launch, Listener, Output, Route, WasmPlugin};
 
+const BIN: &str = env!("CARGO_BIN_EXE_failover-host");
 const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs the binary with `args` to its exit; a run that must be killed at `limit` fails the test.
+fn run(args: &[&str], limit: Duration) -> Output {
+    let out = Launch::new(BIN)
+        .args(args)
+        .run(limit)
+        .expect("spawn failover-host");
+    assert!(
+        out.status.is_some(),
+        "failover-host {args:?} did not finish within {limit:?}; stderr: {}",
+        out.stderr
+    );
+    out
+}
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let p = dir.path().join(name);
@@ -17,22 +30,26 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 }
 
 fn good_yaml() -> String {
-    let (a, _) = proxy_support::upstream("alpha");
-    proxy_support::bootstrap(
-        "127.0.0.1:0".parse().unwrap(),
-        &[("/", "cluster: alpha", "5s")],
-        &[proxy_support::cluster("alpha", &[a])],
-        None,
-    )
+    let (a, _) = upstream("alpha");
+    BootstrapBuilder::one_route("127.0.0.1:0".parse().unwrap(), "alpha", &[("alpha", a)]).to_yaml()
+}
+
+/// `good_yaml()` with a Wasm HTTP filter `plugin` in front of the router (it is `http_filters[0]`).
+fn with_wasm_filter(plugin: WasmPlugin) -> String {
+    let (a, _) = upstream("alpha");
+    BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", "127.0.0.1:0".parse().unwrap())
+                .route(Route::to_cluster("/", "alpha").timeout("5s"))
+                .wasm_filter(plugin),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .to_yaml()
 }
 
 /// Exit code ≠ 0, exactly one line on stderr starting with `error:`, containing every `expect`.
 fn assert_fails(out: &Output, expect: &[&str]) {
-    assert!(
-        !out.status.success(),
-        "expected failure; stderr: {}",
-        out.stderr
-    );
+    assert!(!out.success(), "expected failure; stderr: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
     let errors: Vec<&str> = out
         .stderr
@@ -48,6 +65,7 @@ fn assert_fails(out: &Output, expect: &[&str]) {
 #[test]
 fn invalid_yaml_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
+    // Deliberately malformed YAML, which the bootstrap builder cannot write.
     let f = write(&dir, "bad.yaml", "static_resources:\n  listeners: [\n");
     let out = run(&["-c", &f], LIMIT);
     assert_fails(&out, &["bad.yaml:"]);
@@ -56,6 +74,7 @@ fn invalid_yaml_names_file_and_line() {
 #[test]
 fn unknown_field_names_its_path() {
     let dir = tempfile::tempdir().unwrap();
+    // An unknown field the builder cannot write, patched into its output.
     let yaml = good_yaml().replace(
         "connect_timeout: 0.5s",
         "connect_timeout: 0.5s\n    circuit_breakers: {}",
@@ -75,10 +94,7 @@ fn unknown_field_names_its_path() {
 #[test]
 fn missing_wasm_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = good_yaml().replace(
-        "          http_filters:\n",
-        "          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: f\n                vm_config: { runtime: envoy.wasm.runtime.v8, code: { local: { filename: /nonexistent/failover_filter.wasm } } }\n",
-    );
+    let yaml = with_wasm_filter(WasmPlugin::new("f", "/nonexistent/failover_filter.wasm"));
     let f = write(&dir, "w.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
     assert_fails(
@@ -119,10 +135,7 @@ fn plugin_that_rejects_its_config_stops_startup_with_its_log_line() {
     .unwrap();
     let wasm_path = dir.path().join("reject.wasm");
     std::fs::write(&wasm_path, wasm).unwrap();
-    let yaml = good_yaml().replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: rejecter\n                vm_config: {{ runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: \"{}\" }} }} }}\n", wasm_path.display()),
-    );
+    let yaml = with_wasm_filter(WasmPlugin::new("rejecter", &wasm_path.to_string_lossy()));
     let f = write(&dir, "r.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
     assert_fails(&out, &["rejecter", "bad config: endpoints missing"]);
@@ -132,13 +145,8 @@ fn plugin_that_rejects_its_config_stops_startup_with_its_log_line() {
 fn port_in_use_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let (a, _) = proxy_support::upstream("alpha");
-    let yaml = proxy_support::bootstrap(
-        addr,
-        &[("/", "cluster: alpha", "5s")],
-        &[proxy_support::cluster("alpha", &[a])],
-        None,
-    );
+    let (a, _) = upstream("alpha");
+    let yaml = BootstrapBuilder::one_route(addr, "alpha", &[("alpha", a)]).to_yaml();
     let dir = tempfile::tempdir().unwrap();
     let f = write(&dir, "p.yaml", &yaml);
     let out = run(&["-c", &f], LIMIT);
@@ -176,8 +184,9 @@ fn validate_mode_accepts_a_good_config_and_rejects_a_typo() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(&dir, "good.yaml", &good_yaml());
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("OK"), "{}", out.stdout);
+    // A misspelt field the builder cannot write, patched into its output.
     let f = write(
         &dir,
         "typo.yaml",
@@ -215,7 +224,7 @@ fn validate_refuses_hold_headers_without_envoys_stop_iteration_flag() {
     // The shipped file itself (no hold) validates.
     let f = write(&dir, "plain.yaml", &shipped);
     let out = run(&["--mode", "validate", "-c", &f], LIMIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.success(), "{}", out.stderr);
 }
 
 /// The other direction: `allow_on_headers_stop_iteration` without `failover.hold_headers` is a
@@ -249,9 +258,9 @@ fn validate_mode_refuses_stop_iteration_without_hold_headers() {
 /// `good_yaml()` with one Wasm HTTP filter named `name` whose module is the file `wasm` (with a
 /// configuration the failover filter accepts, for `--wasm builtin`).
 fn yaml_with_wasm_file(name: &str, wasm: &str) -> String {
-    good_yaml().replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n          - name: envoy.filters.http.wasm\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                vm_config: {{ runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: \"{wasm}\" }} }} }}\n                configuration: {{ \"@type\": type.googleapis.com/google.protobuf.StringValue, value: '{{\"endpoints\":[{{\"name\":\"a\",\"cluster\":\"alpha\"}}]}}' }}\n"),
+    with_wasm_filter(
+        WasmPlugin::new(name, wasm)
+            .configuration(r#"{"endpoints":[{"name":"a","cluster":"alpha"}]}"#),
     )
 }
 
@@ -277,7 +286,7 @@ fn validate_mode_loads_the_wasm_module_and_names_the_field_and_file() {
     assert_fails(&out, &["v.yaml", FILENAME_FIELD, &wasm_s, "not found"]);
     // `--wasm builtin` does not need it; a `--wasm` file that is missing is named as `--wasm`.
     let out = validate(&["--wasm", "builtin"]);
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("OK"), "{}", out.stdout);
     let other = dir.path().join("other.wasm").to_string_lossy().into_owned();
     let out = validate(&["--wasm", &other]);
@@ -327,9 +336,9 @@ fn validate_mode_loads_the_wasm_module_and_names_the_field_and_file() {
 
     // The real filter (as `failover-host wasm --out` writes it) loads.
     let out = run(&["wasm", "--out", &wasm_s], LIMIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.success(), "{}", out.stderr);
     let out = validate(&[]);
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("OK"), "{}", out.stdout);
 
     // Unreadable. Permissions do not stop root, so only where they stop this process too;

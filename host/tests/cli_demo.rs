@@ -2,20 +2,28 @@
 //! filter, traffic, then a plain-text summary and exit 0. Needs the real filter embedded (the
 //! lead's `host/build.rs` builds it); with a placeholder module the demo reports that clearly.
 
-mod cli_support;
-
 use std::time::Duration;
 
-use cli_support::*;
+use failover_testkit::Launch;
+
+const BIN: &str = env!("CARGO_BIN_EXE_failover-host");
 
 /// 13 s covers one whole outage of `flaky` (healthy 0–3 s, 503 from 3 s to 8 s, then healthy
 /// again) plus a verifier round (every 2 s, backoff to 4 s): the summary must show failovers and
 /// a recovery, not just counters at zero.
 #[test]
 fn demo_with_duration_runs_and_prints_a_plain_summary() {
-    let out = run(&["demo", "--duration", "13"], Duration::from_secs(150));
+    let out = Launch::new(BIN)
+        .args(["demo", "--duration", "13"])
+        .run(Duration::from_secs(150))
+        .expect("spawn failover-host");
     assert!(
-        out.status.success(),
+        out.status.is_some(),
+        "demo did not finish within 150 s: {}",
+        out.stderr
+    );
+    assert!(
+        out.success(),
         "demo failed (is the real filter embedded?): {}",
         out.stderr
     );
@@ -54,11 +62,14 @@ fn demo_with_duration_runs_and_prints_a_plain_summary() {
 /// cleanly: exit 0, the final summary, no panic.
 #[test]
 fn demo_ends_cleanly_on_ctrl_c() {
-    let mut demo = Running::start(&["demo"]);
+    let mut demo = Launch::new(BIN)
+        .args(["demo"])
+        .spawn()
+        .expect("spawn failover-host");
     // Wait for the first frame: traffic is flowing and the Ctrl-C handler is installed.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !joined(&demo.stdout).contains("requests sent: ") {
-        if let Ok(Some(status)) = demo.child.try_wait() {
+    while !demo.stdout_text().contains("requests sent: ") {
+        if let Some(status) = demo.try_wait_exit(Duration::ZERO) {
             panic!("demo exited early ({status}): {}", demo.stderr_text());
         }
         assert!(
@@ -70,8 +81,8 @@ fn demo_ends_cleanly_on_ctrl_c() {
     }
     std::thread::sleep(Duration::from_secs(2));
     demo.signal("INT");
-    let status = demo.wait(Duration::from_secs(30));
-    let (stdout, stderr) = (joined(&demo.stdout), demo.stderr_text());
+    let status = demo.wait_exit(Duration::from_secs(30));
+    let (stdout, stderr) = (demo.stdout_text(), demo.stderr_text());
     assert!(status.success(), "exit {status} after Ctrl-C: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stdout.ends_with("demo finished"), "{stdout}");

@@ -1,36 +1,29 @@
 //! The server as users run it: admin `/ready` and `/stats`, SIGHUP reload, SIGTERM with the
 //! final state-file save.
 
-mod cli_support;
-mod proxy_support;
-
 use std::time::Duration;
 
-use cli_support::*;
-use proxy_support::*;
+use failover_testkit::send::wire::{get, header};
+use failover_testkit::upstream::{closed_port, raw as upstream};
+use failover_testkit::{eventually_blocking, BootstrapBuilder, Launch};
 
-fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_failover-host");
 
 #[test]
 fn ready_and_stats_on_the_admin_listener() {
     let (a, _) = upstream("alpha");
     let any = "127.0.0.1:0".parse().unwrap();
-    let yaml = bootstrap(
-        any,
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        Some(any),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let f = write(&dir, "c.yaml", &yaml);
-    let mut server = Running::start(&["-c", &f, "--concurrency", "2"]);
+    let yaml = BootstrapBuilder::one_route(any, "alpha", &[("alpha", a)])
+        .admin(any)
+        .to_yaml();
+    let mut server = Launch::new(BIN)
+        .config(yaml)
+        .args(["--concurrency", "2"])
+        .spawn()
+        .expect("spawn failover-host");
     let admin = server.wait_addr("admin listening on ");
     let listener = server.wait_addr("\"test\" listening on ");
-    let ready = eventually(Duration::from_secs(30), || {
+    let ready = eventually_blocking(Duration::from_secs(30), || {
         let (status, _, body) = get(admin, "/ready", "");
         (status == 200).then_some(body)
     });
@@ -49,7 +42,7 @@ fn ready_and_stats_on_the_admin_listener() {
     assert_eq!(get(admin, "/nope", "").0, 404);
     server.signal("TERM");
     assert!(
-        server.wait(Duration::from_secs(30)).success(),
+        server.wait_exit(Duration::from_secs(30)).success(),
         "{}",
         server.stderr_text()
     );
@@ -60,46 +53,36 @@ fn sighup_reloads_the_config_without_dropping_the_process() {
     let (a, _) = upstream("alpha");
     let (b, _) = upstream("beta");
     let listen = closed_port();
-    let clusters = [cluster("alpha", &[a]), cluster("beta", &[b])];
-    let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        &dir,
-        "c.yaml",
-        &bootstrap(listen, &[("/", "cluster: alpha", "5s")], &clusters, None),
-    );
-    let mut server = Running::start(&["-c", &f, "--concurrency", "2", "--drain-time-s", "1"]);
+    let clusters = [("alpha", a), ("beta", b)];
+    let mut server = Launch::new(BIN)
+        .config(BootstrapBuilder::one_route(listen, "alpha", &clusters).to_yaml())
+        .args(["--concurrency", "2", "--drain-time-s", "1"])
+        .spawn()
+        .expect("spawn failover-host");
     server.wait_addr("listening on ");
     let (_, headers, _) = get(listen, "/", "");
     assert_eq!(header(&headers, "x-upstream"), Some("alpha"));
 
-    // A broken config on SIGHUP is refused; the old one keeps serving.
-    std::fs::write(&f, "static_resources: [").unwrap();
-    server.signal("HUP");
-    let refused = eventually(Duration::from_secs(30), || {
+    // A broken config on SIGHUP is refused; the old one keeps serving. (Deliberately
+    // malformed YAML, which the bootstrap builder cannot write.)
+    server.reload("static_resources: [");
+    let refused = eventually_blocking(Duration::from_secs(30), || {
         server.stderr_text().contains("reload failed").then_some(())
     });
     assert!(refused.is_some(), "{}", server.stderr_text());
     assert_eq!(header(&get(listen, "/", "").1, "x-upstream"), Some("alpha"));
 
     // A good new config takes over on the same port.
-    std::fs::write(
-        &f,
-        bootstrap(listen, &[("/", "cluster: beta", "5s")], &clusters, None),
-    )
-    .unwrap();
-    server.signal("HUP");
-    let switched = eventually(Duration::from_secs(30), || {
+    server.reload(&BootstrapBuilder::one_route(listen, "beta", &clusters).to_yaml());
+    let switched = eventually_blocking(Duration::from_secs(30), || {
         let (_, headers, _) = get(listen, "/", "");
         (header(&headers, "x-upstream") == Some("beta")).then_some(())
     });
     assert!(switched.is_some(), "{}", server.stderr_text());
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "process exited on SIGHUP"
-    );
+    assert!(server.is_running(), "process exited on SIGHUP");
     server.signal("INT");
     assert!(
-        server.wait(Duration::from_secs(30)).success(),
+        server.wait_exit(Duration::from_secs(30)).success(),
         "{}",
         server.stderr_text()
     );
@@ -110,23 +93,17 @@ fn sigterm_saves_the_state_file() {
     let (a, _) = upstream("alpha");
     let any = "127.0.0.1:0".parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        &dir,
-        "c.yaml",
-        &bootstrap(
-            any,
-            &[("/", "cluster: alpha", "5s")],
-            &[cluster("alpha", &[a])],
-            None,
-        ),
-    );
     let state = dir.path().join("state.json");
-    let mut server = Running::start(&["-c", &f, "--state-file", &state.to_string_lossy()]);
+    let mut server = Launch::new(BIN)
+        .config(BootstrapBuilder::one_route(any, "alpha", &[("alpha", a)]).to_yaml())
+        .args(["--state-file".as_ref(), state.as_os_str()])
+        .spawn()
+        .expect("spawn failover-host");
     server.wait_addr("listening on ");
     assert!(!state.exists(), "nothing changed yet, nothing saved");
     server.signal("TERM");
     assert!(
-        server.wait(Duration::from_secs(30)).success(),
+        server.wait_exit(Duration::from_secs(30)).success(),
         "{}",
         server.stderr_text()
     );

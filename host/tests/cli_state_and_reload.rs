@@ -1,15 +1,15 @@
 //! The state file (atomic save, load, corrupt) and reload keeping the shared data, through
 //! the library API the CLI uses.
 
-mod proxy_support;
-
 use std::time::Duration;
 
 use failover_host::bootstrap::{parse, LoadOptions};
 use failover_host::server::{ServeOptions, Server};
 use failover_host::shared_data::SharedData;
 use failover_host::state_file;
-use proxy_support::*;
+use failover_testkit::send::wire::{get, header};
+use failover_testkit::upstream::{closed_port, raw as upstream};
+use failover_testkit::BootstrapBuilder;
 
 #[test]
 fn save_then_load_round_trips_every_namespace() {
@@ -86,12 +86,9 @@ fn changes_are_saved_without_waiting_for_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let (a, _) = upstream("alpha");
-    let yaml = bootstrap(
-        "127.0.0.1:0".parse().unwrap(),
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        None,
-    );
+    let yaml =
+        BootstrapBuilder::one_route("127.0.0.1:0".parse().unwrap(), "alpha", &[("alpha", a)])
+            .to_yaml();
     let b = parse("t.yaml".as_ref(), &yaml, &LoadOptions::default()).unwrap();
     let server = Server::start(
         b,
@@ -124,7 +121,7 @@ fn reload_keeps_the_shared_data_and_switches_routes() {
     let (a, _) = upstream("alpha");
     let (b, _) = upstream("beta");
     let listen = closed_port();
-    let clusters = [cluster("alpha", &[a]), cluster("beta", &[b])];
+    let clusters = [("alpha", a), ("beta", b)];
     let opts = ServeOptions {
         concurrency: 2,
         state_file: None,
@@ -132,7 +129,7 @@ fn reload_keeps_the_shared_data_and_switches_routes() {
     };
     let first = parse(
         "t.yaml".as_ref(),
-        &bootstrap(listen, &[("/", "cluster: alpha", "5s")], &clusters, None),
+        &BootstrapBuilder::one_route(listen, "alpha", &clusters).to_yaml(),
         &LoadOptions::default(),
     )
     .unwrap();
@@ -151,7 +148,7 @@ fn reload_keeps_the_shared_data_and_switches_routes() {
 
     let second = parse(
         "t.yaml".as_ref(),
-        &bootstrap(listen, &[("/", "cluster: beta", "5s")], &clusters, None),
+        &BootstrapBuilder::one_route(listen, "beta", &clusters).to_yaml(),
         &LoadOptions::default(),
     )
     .unwrap();

@@ -2,8 +2,6 @@
 //! for a request in flight, a connection accepted just before the drain still gets its answer,
 //! and a reload keeps the listening sockets (issue 14 item 5).
 
-mod proxy_support;
-
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -13,7 +11,9 @@ use std::time::{Duration, Instant};
 use failover_host::bootstrap::{parse, Bootstrap, LoadOptions};
 use failover_host::proxy::{bind_reuseport, serve, Clusters, ListenerContext, Router};
 use failover_host::server::{ServeOptions, Server};
-use proxy_support::*;
+use failover_testkit::send::wire::{get, header, http};
+use failover_testkit::upstream::raw as upstream;
+use failover_testkit::BootstrapBuilder;
 use tokio::sync::watch;
 
 fn any() -> SocketAddr {
@@ -62,12 +62,7 @@ fn worker(b: Bootstrap, drain: watch::Receiver<bool>) -> (SocketAddr, std::threa
 #[test]
 fn a_drain_signal_never_waits_for_a_request_in_flight() {
     let (up, seen) = upstream("slow");
-    let b = load(&bootstrap(
-        any(),
-        &[("/", "cluster: slow", "5s")],
-        &[cluster("slow", &[up])],
-        None,
-    ));
+    let b = load(&BootstrapBuilder::one_route(any(), "slow", &[("slow", up)]).to_yaml());
     let (stop, drain) = watch::channel(false);
     let (addr, handle) = worker(b, drain);
 
@@ -120,12 +115,7 @@ fn a_drain_signal_never_waits_for_a_request_in_flight() {
 #[test]
 fn a_connection_accepted_just_before_the_drain_gets_its_answer() {
     let (up, _) = upstream("alpha");
-    let b = load(&bootstrap(
-        any(),
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[up])],
-        None,
-    ));
+    let b = load(&BootstrapBuilder::one_route(any(), "alpha", &[("alpha", up)]).to_yaml());
     let (stop, drain) = watch::channel(false);
     let (addr, handle) = worker(b, drain);
 
@@ -171,12 +161,7 @@ fn listening_inodes(port: u16) -> Vec<String> {
 #[test]
 fn a_reload_keeps_the_listening_sockets() {
     let (up, seen) = upstream("alpha");
-    let yaml = bootstrap(
-        any(),
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[up])],
-        None,
-    );
+    let yaml = BootstrapBuilder::one_route(any(), "alpha", &[("alpha", up)]).to_yaml();
     let mut server = Server::start(
         load(&yaml),
         ServeOptions {

@@ -1,8 +1,6 @@
 //! What the router attaches to each response for the filters: Envoy's response flags and code
 //! details (`UpstreamInfo`), checked on `Router::forward` directly on a worker-like LocalSet.
 
-mod proxy_support;
-
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -11,7 +9,8 @@ use failover_host::body::full;
 use failover_host::bootstrap::{parse, LoadOptions};
 use failover_host::proxy::{flags, Clusters, Router};
 use failover_host::stream::UpstreamInfo;
-use proxy_support::*;
+use failover_testkit::upstream::{closed_port, raw as upstream};
+use failover_testkit::{BootstrapBuilder, Cluster, Listener, Route};
 
 fn forward_all(yaml: &str, requests: &[(&str, &[(&str, &str)])]) -> Vec<(u16, UpstreamInfo)> {
     let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default())
@@ -47,21 +46,18 @@ fn flags_and_code_details_match_envoy() {
     let (a, _) = upstream("alpha");
     let dead = closed_port();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let yaml = bootstrap(
-        any,
-        &[
-            ("/dead", "cluster: dead", "5s"),
-            ("/empty", "cluster: empty", "5s"),
-            ("/pick", "cluster_header: x-pick", "5s"),
-            ("/", "cluster: alpha", "0.3s"),
-        ],
-        &[
-            cluster("alpha", &[a]),
-            cluster("dead", &[dead]),
-            cluster("empty", &[]),
-        ],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", any)
+                .route(Route::to_cluster("/dead", "dead").timeout("5s"))
+                .route(Route::to_cluster("/empty", "empty").timeout("5s"))
+                .route(Route::by_header("/pick", "x-pick").timeout("5s"))
+                .route(Route::to_cluster("/", "alpha").timeout("0.3s")),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .cluster(Cluster::new("dead", &[dead]))
+        .cluster(Cluster::new("empty", &[]))
+        .to_yaml();
     let results = forward_all(
         &yaml,
         &[
@@ -115,12 +111,13 @@ fn flags_and_code_details_match_envoy() {
 #[test]
 fn no_route_is_nr_404() {
     let (a, _) = upstream("alpha");
-    let yaml = bootstrap(
-        "127.0.0.1:0".parse().unwrap(),
-        &[("/only", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", "127.0.0.1:0".parse().unwrap())
+                .route(Route::to_cluster("/only", "alpha").timeout("5s")),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .to_yaml();
     let results = forward_all(&yaml, &[("/nope", &[])]);
     assert_eq!(results[0].0, 404);
     assert_eq!(results[0].1.response_flags, flags::NO_ROUTE_FOUND);
@@ -131,12 +128,9 @@ fn no_route_is_nr_404() {
 fn dispatch_http_call_goes_through_the_cluster() {
     use failover_host::vm::{CallRequest, ClusterManager};
     let (a, seen) = upstream("alpha");
-    let yaml = bootstrap(
-        "127.0.0.1:0".parse().unwrap(),
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        None,
-    );
+    let yaml =
+        BootstrapBuilder::one_route("127.0.0.1:0".parse().unwrap(), "alpha", &[("alpha", a)])
+            .to_yaml();
     let b = parse("test.yaml".as_ref(), &yaml, &LoadOptions::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

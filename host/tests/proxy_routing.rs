@@ -1,15 +1,15 @@
 //! The proxy end to end without a Wasm filter: routing by prefix, `cluster_header`, keep-alive
 //! pools, hop-by-hop headers, and Envoy's local replies as the client sees them.
 
-mod proxy_support;
-
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use failover_host::bootstrap::{parse, LoadOptions};
 use failover_host::server::{ServeOptions, Server};
-use proxy_support::*;
+use failover_testkit::send::wire::{get, header, http};
+use failover_testkit::upstream::{closed_port, raw as upstream};
+use failover_testkit::{BootstrapBuilder, Cluster, Listener, Route};
 
 fn start(yaml: &str) -> (Server, SocketAddr) {
     let b = parse("test.yaml".as_ref(), yaml, &LoadOptions::default())
@@ -35,15 +35,15 @@ fn any() -> SocketAddr {
 fn routes_by_prefix_and_by_cluster_header() {
     let (a, _) = upstream("alpha");
     let (b, _) = upstream("beta");
-    let yaml = bootstrap(
-        any(),
-        &[
-            ("/fixed", "cluster: alpha", "5s"),
-            ("/", "cluster_header: x-pick", "5s"),
-        ],
-        &[cluster("alpha", &[a]), cluster("beta", &[b])],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", any())
+                .route(Route::to_cluster("/fixed", "alpha").timeout("5s"))
+                .route(Route::by_header("/", "x-pick").timeout("5s")),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .cluster(Cluster::new("beta", &[b]))
+        .to_yaml();
     let (server, addr) = start(&yaml);
 
     let (status, headers, body) = get(addr, "/fixed/x?q=1", "");
@@ -65,12 +65,12 @@ fn routes_by_prefix_and_by_cluster_header() {
 #[test]
 fn no_matching_route_is_404() {
     let (a, _) = upstream("alpha");
-    let yaml = bootstrap(
-        any(),
-        &[("/only", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", any()).route(Route::to_cluster("/only", "alpha").timeout("5s")),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .to_yaml();
     let (server, addr) = start(&yaml);
     let (status, _, body) = get(addr, "/elsewhere", "");
     assert_eq!((status, body.as_str()), (404, ""));
@@ -80,12 +80,7 @@ fn no_matching_route_is_404() {
 #[test]
 fn keep_alive_reuses_upstream_connections_and_strips_hop_by_hop_headers() {
     let (a, seen) = upstream("alpha");
-    let yaml = bootstrap(
-        any(),
-        &[("/", "cluster: alpha", "5s")],
-        &[cluster("alpha", &[a])],
-        None,
-    );
+    let yaml = BootstrapBuilder::one_route(any(), "alpha", &[("alpha", a)]).to_yaml();
     let (server, addr) = start(&yaml);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -120,12 +115,10 @@ fn keep_alive_reuses_upstream_connections_and_strips_hop_by_hop_headers() {
 fn round_robin_over_endpoints() {
     let (a, seen_a) = upstream("one");
     let (b, seen_b) = upstream("two");
-    let yaml = bootstrap(
-        any(),
-        &[("/", "cluster: both", "5s")],
-        &[cluster("both", &[a, b])],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(Listener::new("test", any()).route(Route::to_cluster("/", "both").timeout("5s")))
+        .cluster(Cluster::new("both", &[a, b]))
+        .to_yaml();
     let (server, addr) = start(&yaml);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -144,20 +137,17 @@ fn round_robin_over_endpoints() {
 fn upstream_failures_become_envoys_local_replies() {
     let (a, _) = upstream("alpha");
     let dead = closed_port();
-    let yaml = bootstrap(
-        any(),
-        &[
-            ("/dead", "cluster: dead", "5s"),
-            ("/empty", "cluster: empty", "5s"),
-            ("/", "cluster: alpha", "0.3s"),
-        ],
-        &[
-            cluster("alpha", &[a]),
-            cluster("dead", &[dead]),
-            cluster("empty", &[]),
-        ],
-        None,
-    );
+    let yaml = BootstrapBuilder::new()
+        .listener(
+            Listener::new("test", any())
+                .route(Route::to_cluster("/dead", "dead").timeout("5s"))
+                .route(Route::to_cluster("/empty", "empty").timeout("5s"))
+                .route(Route::to_cluster("/", "alpha").timeout("0.3s")),
+        )
+        .cluster(Cluster::new("alpha", &[a]))
+        .cluster(Cluster::new("dead", &[dead]))
+        .cluster(Cluster::new("empty", &[]))
+        .to_yaml();
     let (server, addr) = start(&yaml);
 
     let (status, _, body) = get(addr, "/hang", "");

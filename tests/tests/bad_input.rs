@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use failover_host::bootstrap::{self, LoadOptions, WasmCode};
-use failover_tests::{
+use failover_testkit::{
     free_port, merge, mock, mock_upstream, plugin_config, raw_exchange, run_host_to_exit, send,
     Host, Setup,
 };
@@ -115,7 +115,7 @@ async fn oversized_body(total_bytes: u64) {
     let sampler = {
         let peak = peak.clone();
         tokio::spawn(async move {
-            while let Some(rss) = failover_tests::rss_kib(pid) {
+            while let Some(rss) = failover_testkit::rss_kib(pid) {
                 peak.fetch_max(rss, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

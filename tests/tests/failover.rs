@@ -1,14 +1,14 @@
 //! In-request failover end to end (issue 5, "Prove"): the real `.wasm` in the real host, over
 //! real HTTP, against mock upstreams that fail in the ways the filter must handle.
 
-mod e2e_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_support::{is_parked, raw_request, stat, BODY};
-use failover_tests::load::{self, ErrorKind, LoadConfig, Stop};
-use failover_tests::{merge, mock, mock_upstream, plugin_config, send, Host, Setup, ROUTE_HEADER};
+use failover_testkit::load::{self, ErrorKind, LoadConfig, Stop};
+use failover_testkit::{is_parked, raw_request, stat, BODY};
+use failover_testkit::{
+    merge, mock, mock_upstream, plugin_config, send, Host, Setup, ROUTE_HEADER,
+};
 use serde_json::json;
 
 /// Probes go to their own path so traffic and probes are told apart on the mocks; a long

@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use failover_tests::{eventually, load, merge, mock, mock_upstream, plugin_config, Host, Setup};
+use failover_testkit::{eventually, load, merge, mock, mock_upstream, plugin_config, Host, Setup};
 use mock::{FailMode, Schedule};
 use serde_json::{json, Value};
 

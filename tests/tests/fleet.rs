@@ -12,9 +12,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use failover_tests::etcd::{etcd_binary, EtcdCluster};
-use failover_tests::{
-    eventually, free_port, merge, mock, mock_upstream, plugin_config, send, Host, Setup,
+use failover_testkit::etcd::{etcd_binary, EtcdCluster};
+use failover_testkit::{
+    eventually, free_addr, merge, mock, mock_upstream, plugin_config, send, Cluster, Host, Setup,
 };
 use serde_json::{json, Value};
 
@@ -62,36 +62,18 @@ fn fleet_section(prefix: &str, member: &str) -> Value {
 }
 
 /// Starts one proxy: 2 workers, the three mocks, and (fleet mode) an `etcd` cluster with every
-/// etcd member as an endpoint.
+/// etcd member as an endpoint (the kit's bootstrap builder).
 async fn proxy(plugin: Value, mocks: &[(&str, SocketAddr)], etcd: Option<&EtcdCluster>) -> Host {
-    let mut clusters: Vec<(&str, SocketAddr)> = mocks.to_vec();
-    let etcd_clients = etcd.map(EtcdCluster::clients).unwrap_or_default();
-    if let Some(first) = etcd_clients.first() {
-        clusters.push(("etcd", *first));
-    }
-    let mut setup = Setup::new(plugin, &clusters);
+    let mut setup = Setup::new(plugin, mocks);
     setup.concurrency = 2;
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut yaml = setup.bootstrap(listen, admin);
-    if let Some(first) = etcd_clients.first() {
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut builder = setup.builder(listen, admin);
+    if let Some(etcd) = etcd {
         // Every etcd member is an endpoint of the one `etcd` cluster (round robin).
-        let one = |a: &SocketAddr| {
-            format!(
-                "endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}",
-                a.ip(),
-                a.port()
-            )
-        };
-        let all = etcd_clients
-            .iter()
-            .map(one)
-            .collect::<Vec<_>>()
-            .join("\n        - ");
-        yaml = yaml.replace(&one(first), &all);
+        builder = builder.cluster(Cluster::new("etcd", &etcd.clients()).connect_timeout("0.5s"));
     }
     let args = ["--concurrency", "2", "--log-level", "info"];
-    Host::start_bootstrap(&yaml, listen, admin, &args, &[]).await
+    Host::start_bootstrap(&builder.to_yaml(), listen, admin, &args, &[]).await
 }
 
 /// `n` concurrent POSTs spread over `hosts`; every answer must be 200.

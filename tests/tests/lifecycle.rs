@@ -3,15 +3,13 @@
 //! a restart with `--state-file` (graceful stop or SIGKILL after the change was saved); without a
 //! state file a restart forgets it.
 
-mod e2e_support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_support::{is_parked, stat, BODY};
-use failover_tests::{
+use failover_testkit::{
     eventually, get, merge, mock, mock_upstream, plugin_config, send, Host, Setup,
 };
+use failover_testkit::{is_parked, stat, BODY};
 use serde_json::json;
 
 /// Two endpoints, `bad` (always 503, first) and `good`; probes on `/probe` once a minute, so a
@@ -80,12 +78,7 @@ async fn the_queue_survives_a_sighup_reload() {
         ]}),
     );
     changed.clusters.push(("spare".into(), spare.addr()));
-    std::fs::write(
-        &host.config_path,
-        changed.bootstrap(host.listen, host.admin),
-    )
-    .expect("rewrite config");
-    host.signal("HUP");
+    host.reload(&changed.bootstrap(host.listen, host.admin));
     let reloaded = eventually(Duration::from_secs(20), || async {
         let st = host.status().await;
         (st["endpoints"].as_array().map(Vec::len) == Some(3)).then_some(st)

@@ -2,13 +2,11 @@
 //! client errors never park, "everything parked" under both policies, and streamed answers that
 //! break or carry `event: error`.
 
-mod e2e_support;
-
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint, is_parked, send_partial, stat, HeldRequest, BODY, STREAM_BODY};
-use failover_tests::load::{self, LoadConfig, Stop};
-use failover_tests::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
+use failover_testkit::load::{self, LoadConfig, Stop};
+use failover_testkit::{endpoint, is_parked, send_partial, stat, HeldRequest, BODY, STREAM_BODY};
+use failover_testkit::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
 use serde_json::{json, Value};
 
 const PROBE: &str = "/probe";
@@ -473,7 +471,7 @@ async fn sequential_requests_are_each_a_trial_without_waiting_for_the_verifier()
 }
 
 /// 100 concurrent streams from `source`; returns every answer.
-async fn hundred_streams(host: &Host) -> Vec<e2e_support::PartialAnswer> {
+async fn hundred_streams(host: &Host) -> Vec<failover_testkit::PartialAnswer> {
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let addr = host.listen;

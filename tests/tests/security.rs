@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use failover_tests::{
+use failover_testkit::{
     get, merge, mock, mock_upstream, plugin_config, raw_exchange, run_host_to_exit, send, Host,
     Setup,
 };
@@ -224,7 +224,7 @@ async fn api_keys_from_env_never_leak() {
         answers.push(r);
     }
     a.set_mode(mock::FailMode::Healthy).await;
-    let recovered = failover_tests::eventually(Duration::from_secs(10), || async {
+    let recovered = failover_testkit::eventually(Duration::from_secs(10), || async {
         (host.status().await["queue_size"] == 0).then_some(())
     })
     .await;
@@ -318,8 +318,8 @@ fn config_errors_never_print_a_key() {
     std::fs::write(
         &path,
         setup.bootstrap(
-            addr(failover_tests::free_port()),
-            addr(failover_tests::free_port()),
+            addr(failover_testkit::free_port()),
+            addr(failover_testkit::free_port()),
         ),
     )
     .expect("write");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use failover_tests::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
+use failover_testkit::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

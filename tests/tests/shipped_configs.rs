@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use failover_tests::{eventually, free_port, mock, mock_upstream, send, Host};
+use failover_testkit::{eventually, free_port, mock, mock_upstream, send, Host};
 
 /// The shipped file with each fixed port replaced by a free or a mock's one. A port that is
 /// not in the file is a test bug (the file changed), so it fails loudly.
@@ -46,7 +46,7 @@ async fn start_shipped(
     Host::start_bootstrap(&yaml, loopback(listen), loopback(admin), args, env).await
 }
 
-async fn post(host: &Host) -> failover_tests::Answer {
+async fn post(host: &Host) -> failover_testkit::Answer {
     send(
         host.listen,
         "POST",
@@ -172,11 +172,11 @@ async fn examples_two_mocks_yaml_fails_over_parks_once_and_recovers() {
 /// status page shows the fleet. Skipped with a message when `etcd` is not installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_fleet_yaml_runs_in_the_host_and_puts_the_outage_in_etcd() {
-    if failover_tests::etcd::etcd_binary().is_none() {
+    if failover_testkit::etcd::etcd_binary().is_none() {
         eprintln!("SKIPPED: needs etcd (apt-get install -y etcd-server)");
         return;
     }
-    let etcd = failover_tests::etcd::EtcdCluster::start(1).await;
+    let etcd = failover_testkit::etcd::EtcdCluster::start(1).await;
     let spare = mock_upstream("spare", mock::Schedule::default()).await;
     let local = mock_upstream("mock", mock::Schedule::default()).await;
     let host = start_shipped(

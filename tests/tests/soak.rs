@@ -31,7 +31,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use failover_tests::{load, merge, mock, plugin_config, Host, Setup};
+use failover_testkit::{load, merge, mock, plugin_config, Host, Setup};
 use serde_json::json;
 
 /// RSS growth allowed between warm-up and the end of the run. Measured growth after warm-up is
@@ -107,7 +107,7 @@ async fn soak(observations: u64) {
         tokio::spawn(async move {
             loop {
                 let done: u64 = mocks.iter().map(|m| m.stats().requests).sum();
-                match failover_tests::rss_kib(pid) {
+                match failover_testkit::rss_kib(pid) {
                     Some(rss) => samples
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

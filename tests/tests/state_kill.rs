@@ -26,7 +26,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use failover_filter::state::{Record, Stats, RECORD_KEY};
-use failover_tests::{load, merge, mock, mock_upstream, plugin_config, Host, Setup};
+use failover_testkit::{load, merge, mock, mock_upstream, plugin_config, Host, Setup};
 use serde_json::json;
 
 /// The bootstrap's `vm_id` (see `Setup::bootstrap`).

@@ -2,13 +2,11 @@
 //! exactly one probe per interval over 4 worker VMs (lease) or from the singleton service, the
 //! counters under a flapping endpoint, and probes that answer 200 without really being healthy.
 
-mod e2e_support;
-
 use std::time::{Duration, Instant};
 
-use e2e_support::{endpoint, is_parked, stat, BODY};
-use failover_tests::load::{self, LoadConfig, Stop};
-use failover_tests::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
+use failover_testkit::load::{self, LoadConfig, Stop};
+use failover_testkit::{endpoint, is_parked, stat, BODY};
+use failover_testkit::{eventually, merge, mock, mock_upstream, plugin_config, send, Host, Setup};
 use serde_json::json;
 
 const PROBE: &str = "/probe";

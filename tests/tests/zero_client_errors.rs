@@ -13,14 +13,12 @@
 //!   anything; a replayed stream longer than `attempt_timeout_ms` arrives whole and parks
 //!   nothing; a replay that runs out of *our* budget is not the endpoint's failure.
 
-mod e2e_support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e_support::{is_parked, stat, HeldRequest, BODY, STREAM_BODY};
-use failover_tests::{merge, mock, mock_upstream, plugin_config, send, Answer, Host, Setup};
+use failover_testkit::{is_parked, stat, HeldRequest, BODY, STREAM_BODY};
+use failover_testkit::{merge, mock, mock_upstream, plugin_config, send, Answer, Host, Setup};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 
 use super::fields::{call_timeout, positive, resolve_env};
+use super::FleetConfig;
 use super::{invalid, ConfigError};
-use crate::fleet::config::{valid_member, FleetConfig};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,5 +130,39 @@ impl RawFleet {
             probe_claim_ms,
             authorization,
         })
+    }
+}
+
+/// A member name for a process that has no configured one and no `HOSTNAME`: `member-` and 16
+/// hex digits from `seed` (the glue mixes the clock and the root context id). Pure so that tests
+/// and the glue agree on the shape.
+pub fn generated_member(seed: u64) -> String {
+    // splitmix64 finalizer: nearby seeds give unrelated names.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("member-{:016x}", z ^ (z >> 31))
+}
+
+/// True when `name` can be a member name: 1–128 visible ASCII characters (hostnames, pod
+/// names), so it prints in logs and JSON as it is.
+pub fn valid_member(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_are_valid_and_differ() {
+        let a = generated_member(1);
+        let b = generated_member(2);
+        assert_ne!(a, b);
+        assert!(
+            valid_member(&a) && a.starts_with("member-") && a.len() == 23,
+            "{a}"
+        );
+        assert_eq!(generated_member(1), a, "pure");
     }
 }

@@ -13,9 +13,10 @@ mod model;
 mod raw;
 
 pub use fields::{HOP_BY_HOP, MAX_CALL_TIMEOUT_MS};
+pub use fleet::{generated_member, valid_member};
 pub use model::{
     AllQueuedPolicy, Cidr, Endpoint, EndpointId, EndpointIdx, FailoverPolicy, FailurePolicy,
-    HeaderValue, HttpStatusSet, ProbeRequest, StatusPageConfig, VerifierConfig,
+    FleetConfig, HeaderValue, HttpStatusSet, ProbeRequest, StatusPageConfig, VerifierConfig,
 };
 
 use raw::RawConfig;
@@ -69,7 +70,7 @@ pub struct Config {
     pub status_page: StatusPageConfig,
     /// Fleet mode (one failure queue for many proxies, in etcd); `None`: off, this process
     /// keeps its own queue as without it.
-    pub fleet: Option<crate::fleet::FleetConfig>,
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Config {

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::raw::StatusItem;
 use super::{invalid, ConfigError};
 use crate::envoy::ResponseFlags;
 
@@ -99,6 +98,14 @@ pub struct Endpoint {
     pub authority: Option<String>,
     /// Headers set on every request to this endpoint (replacing a client's copy), lowercase names.
     pub request_headers: Vec<(String, HeaderValue)>,
+}
+
+/// One item of a status list as JSON spells it: a number (`429`) or text (`"503"`, `"5xx"`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum StatusItem {
+    Code(u64),
+    Text(String),
 }
 
 /// A set of HTTP statuses given as classes (`"5xx"`) and single codes (`429`, `"503"`).
@@ -311,4 +318,43 @@ pub struct StatusPageConfig {
     pub path: String,
     /// Sources allowed to see it; everyone else gets a plain 404.
     pub allow_from: Vec<Cidr>,
+}
+
+/// Fleet mode's settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The Envoy cluster that reaches etcd's client port (`dispatch_http_call` target).
+    pub cluster: String,
+    /// Prefix of the etcd key; the record lives at [`FleetConfig::key`].
+    pub key_prefix: String,
+    /// This member's name in the record (`first_member`, claims). Defaults to `HOSTNAME`
+    /// from the VM's environment (in Envoy, list it in `vm_config.environment_variables`;
+    /// Kubernetes sets it to the pod name). `None` when neither the config nor `HOSTNAME` gave
+    /// one: the glue then makes one at start with
+    /// [`generated_member`](super::generated_member), once per process (a reconfigure keeps it).
+    pub member: Option<String>,
+    /// How often the syncer runs a round, ms.
+    pub sync_interval_ms: u64,
+    /// Timeout of each etcd call, ms (below the interval, so rounds never overlap).
+    pub timeout_ms: u64,
+    /// After this long without a good round the member works alone (local verifier probes
+    /// again) and says so once.
+    pub offline_after_ms: u64,
+    /// Lifetime of a probe claim, ms: long enough for a probe to finish, short enough that a
+    /// dead member's claim soon frees the endpoint for another prober.
+    pub probe_claim_ms: u64,
+    /// `Authorization` header for etcd (from `${ENV}`; never logged).
+    pub authorization: Option<HeaderValue>,
+}
+
+impl FleetConfig {
+    /// The etcd key of the fleet record: `<key_prefix>/v1`.
+    pub fn key(&self) -> String {
+        format!("{}/v1", self.key_prefix.trim_end_matches('/'))
+    }
+
+    /// The member name, or `fallback` (see [`FleetConfig::member`]).
+    pub fn member_or<'a>(&'a self, fallback: &'a str) -> &'a str {
+        self.member.as_deref().unwrap_or(fallback)
+    }
 }

@@ -13,13 +13,6 @@ use crate::envoy::ResponseFlags;
 // ===== the raw JSON shape =====
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum StatusItem {
-    Code(u64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     name: String,

@@ -22,9 +22,8 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use proxy_wasm::types::MetricType;
 
-use super::host::{now_ms, Metric, ProxyStore};
+use super::host::{now_ms, Dispatch, Metric, ProxyStore};
 use super::plugin::Plugin;
-use super::verifier::Dispatch;
 use crate::fleet::status::STATUS_KEY;
 use crate::fleet::{
     adopt, apply_local, pending_parks, FleetConfig, FleetStatus, Observation, Outcome, Step,

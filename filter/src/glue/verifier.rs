@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use log::{debug, info};
-use proxy_wasm::types::Status;
 
-use super::host::now_ms;
+use super::host::{now_ms, Dispatch};
 use super::plugin::Plugin;
 use super::syncer::Syncer;
 use crate::classify::{decode_status, Reason};
@@ -20,10 +19,6 @@ use crate::retry_after;
 
 /// Grace added to the probe timeout before another VM may probe the same endpoint again.
 const CLAIM_SLACK_MS: u64 = 1000;
-
-/// Sends one HTTP call through the owning context (so the SDK routes the answer back).
-pub type Dispatch<'a> =
-    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
 
 /// The verifier state of one root context.
 pub struct Verifier {

@@ -138,20 +138,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             Ok(AbiStatus::NotFound.code())
         },
     ))?;
-    restricted!(linker.func_wrap(
-        "env",
-        "proxy_grpc_cancel",
-        |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            Ok(AbiStatus::NotFound.code())
-        },
-    ))?;
-    restricted!(linker.func_wrap(
-        "env",
-        "proxy_grpc_close",
-        |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
-            Ok(AbiStatus::NotFound.code())
-        },
-    ))?;
+    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
+        restricted!(linker.func_wrap(
+            "env",
+            name,
+            |caller: Caller<'_, HostState>, _: i32| -> wasmtime::Result<i32> {
+                Ok(AbiStatus::NotFound.code())
+            },
+        ))?;
+    }
     restricted!(linker.func_wrap(
         "env",
         "proxy_get_status",

@@ -29,14 +29,14 @@
 /// The closure is written as for `func_wrap`: its first parameter the `Caller` (optionally
 /// `mut`), every parameter typed, the return type `wasmtime::Result<_>`.
 macro_rules! restricted {
-    ($linker:ident.func_wrap($module:expr, $name:literal,
+    ($linker:ident.func_wrap($module:expr, $name:expr,
      |mut $caller:ident: $caller_ty:ty $(, $arg:tt: $arg_ty:ty)*| -> $ret:ty $body:block $(,)?)) => {
         $linker.func_wrap($module, $name, |mut $caller: $caller_ty $(, $arg: $arg_ty)*| -> $ret {
             $caller.data().check_not_restricted($name)?;
             $body
         })
     };
-    ($linker:ident.func_wrap($module:expr, $name:literal,
+    ($linker:ident.func_wrap($module:expr, $name:expr,
      |$caller:ident: $caller_ty:ty $(, $arg:tt: $arg_ty:ty)*| -> $ret:ty $body:block $(,)?)) => {
         $linker.func_wrap($module, $name, |$caller: $caller_ty $(, $arg: $arg_ty)*| -> $ret {
             $caller.data().check_not_restricted($name)?;
@@ -54,6 +54,7 @@ pub(crate) mod log;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod properties;
+mod queues;
 pub(crate) mod shared_data;
 pub(crate) mod state;
 pub(crate) mod stream_control;

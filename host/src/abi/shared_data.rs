@@ -5,70 +5,12 @@
 //! Envoy rules. Shared queues are kept (register/resolve/enqueue/dequeue work across VMs) but
 //! `proxy_on_queue_ready` is not delivered: the filter does not use queues.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
 use wasmtime::{Caller, Linker};
 
 use super::memory;
 use super::state::HostState;
 use super::AbiStatus;
 use crate::shared_data::SharedDataError;
-
-/// Process-wide shared queues: (vm_id, name) → id → FIFO of messages.
-#[derive(Default)]
-pub(crate) struct SharedQueues {
-    inner: Mutex<QueuesInner>,
-}
-
-#[derive(Default)]
-struct QueuesInner {
-    ids: HashMap<(String, String), u32>,
-    queues: Vec<VecDeque<Vec<u8>>>,
-}
-
-impl SharedQueues {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueuesInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn register(&self, vm_id: &str, name: &str) -> u32 {
-        let mut inner = self.lock();
-        if let Some(id) = inner.ids.get(&(vm_id.to_string(), name.to_string())) {
-            return *id;
-        }
-        let id = inner.queues.len() as u32 + 1;
-        inner.queues.push(VecDeque::new());
-        inner.ids.insert((vm_id.to_string(), name.to_string()), id);
-        id
-    }
-
-    fn resolve(&self, vm_id: &str, name: &str) -> Option<u32> {
-        self.lock()
-            .ids
-            .get(&(vm_id.to_string(), name.to_string()))
-            .copied()
-    }
-
-    fn enqueue(&self, id: u32, value: Vec<u8>) -> Result<(), AbiStatus> {
-        let mut inner = self.lock();
-        let q = id
-            .checked_sub(1)
-            .and_then(|i| inner.queues.get_mut(i as usize))
-            .ok_or(AbiStatus::NotFound)?;
-        q.push_back(value);
-        Ok(())
-    }
-
-    fn dequeue(&self, id: u32) -> Result<Vec<u8>, AbiStatus> {
-        let mut inner = self.lock();
-        let q = id
-            .checked_sub(1)
-            .and_then(|i| inner.queues.get_mut(i as usize))
-            .ok_or(AbiStatus::NotFound)?;
-        q.pop_front().ok_or(AbiStatus::Empty)
-    }
-}
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     restricted!(linker.func_wrap(

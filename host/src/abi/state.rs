@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use wasmtime::{Memory, TypedFunc};
 
-use super::shared_data::SharedQueues;
+use super::queues::SharedQueues;
 use crate::metrics::Metrics;
 use crate::plugin::PluginSpec;
 use crate::seam::{CallRequest, CallResponse, ClusterManager, DownstreamInfo, UpstreamInfo};

@@ -178,7 +178,20 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// Waits (bounded) until `cond` holds, yielding to the LocalSet in between.
+/// The value of metric `name` (0 when not defined): what the test modules count with.
+pub fn metric(shared: &HostShared, name: &str) -> i64 {
+    shared
+        .metrics()
+        .snapshot()
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until `cond` holds, yielding to the LocalSet in between. In-process, not
+/// `failover_testkit::eventually`: the VM's tasks run on this thread's LocalSet, so the loop
+/// yields to them instead of sleeping 50 ms between checks.
 pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let wait = async {
         while !cond() {
@@ -203,4 +216,9 @@ pub fn encode_map(pairs: &[(&str, &str)]) -> Vec<u8> {
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect();
     failover_host::headers::encode(&owned)
+}
+
+/// The encoded headers of a `GET /x` call to cluster `c1`.
+pub fn call_headers() -> Vec<u8> {
+    encode_map(&[(":method", "GET"), (":path", "/x"), (":authority", "c1")])
 }

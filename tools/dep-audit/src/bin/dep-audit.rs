@@ -1,19 +1,21 @@
 //! `dep-audit`: enforces `deny.toml` on our locked dependency graph, offline — licences,
 //! bans, sources, and advisories from the vendored RustSec snapshot in `deny/advisory-db/`.
-//! What it covers and what it leaves to `cargo deny check`: `failover_tests::dep_audit`.
+//! What it covers and what it leaves to `cargo deny check`: `failover_dep_audit`.
 //!
-//! `cargo run -p failover-tests --bin dep-audit [-- --root DIR]`; exit 1 on any error finding.
+//! `cargo run -p failover-dep-audit --bin dep-audit [-- --root DIR]`; exit 1 on any error finding.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use failover_tests::dep_audit::{self, advisory, Finding, Level};
+use failover_dep_audit::{self as dep_audit, advisory, Finding, Level};
 
 fn workspace_root() -> PathBuf {
+    // This crate is `tools/dep-audit/` in the workspace.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
+        .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 

@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use failover_tests::dep_audit::{self, advisory, Level, Package};
+use failover_dep_audit::{self as dep_audit, advisory, Level, Package};
 
 fn root() -> PathBuf {
+    // This crate is `tools/dep-audit/` in the workspace.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
+        .and_then(Path::parent)
         .expect("workspace root")
         .to_path_buf()
 }
