@@ -227,8 +227,11 @@ impl Syncer {
             Observation::Claim { now_ms, .. } => now.saturating_sub(*now_ms) < 1000,
             _ => true,
         });
-        // Verdicts and claims first: a probe's recovery is counted as a verdict.
-        let mut observations = std::mem::take(&mut self.queued);
+        // Order: verdicts (a probe's recovery is counted as a verdict), parks, recoveries, and
+        // claims last (a claim on an endpoint parked in the same round is granted at once).
+        let (claims, mut observations): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued)
+            .into_iter()
+            .partition(|o| matches!(o, Observation::Claim { .. }));
         observations.extend(pending_parks(&local, &self.status.record, &member));
         // Parked here after the last round, healthy here now, still parked in the fleet: a
         // local recovery (trial request or local verifier) the fleet has not heard of.
@@ -248,6 +251,7 @@ impl Syncer {
                 });
             }
         }
+        observations.extend(claims);
         let (round, request) = SyncRound::start(self.key.clone(), observations.clone(), MAX_TXNS);
         let flight = InFlight {
             token: 0,
