@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::fleet::FleetStatus;
 use crate::state::Record;
 
 /// Parses a `source.address` property (`1.2.3.4:5678`, `[::1]:80`, or a bare IP).
@@ -30,8 +31,9 @@ pub fn is_status_path(config: &Config, path: &str) -> bool {
     path.split('?').next() == Some(config.status_page.path.as_str())
 }
 
-/// The status document.
-pub fn render(config: &Config, record: &Record, now_ms: u64) -> Value {
+/// The status document. `fleet` is the syncer's last snapshot when fleet mode is on (`None`
+/// while no round has run yet: the page then says "not connected").
+pub fn render(config: &Config, record: &Record, now_ms: u64, fleet: Option<&FleetStatus>) -> Value {
     let endpoints: Vec<Value> = config
         .endpoints
         .iter()
@@ -64,8 +66,23 @@ pub fn render(config: &Config, record: &Record, now_ms: u64) -> Value {
             v
         })
         .collect();
+    let fleet = match (&config.fleet, fleet) {
+        (None, _) => json!({ "enabled": false }),
+        (Some(f), snapshot) => {
+            let mut blank = FleetStatus::default();
+            let s = match snapshot {
+                Some(s) => s,
+                None => {
+                    blank.member = f.member.clone().unwrap_or_default();
+                    &blank
+                }
+            };
+            s.render(config.endpoints.iter().map(|e| e.id.as_str()), record)
+        }
+    };
     json!({
         "now_ms": now_ms,
+        "fleet": fleet,
         "queue_size": record.queue.len(),
         "queue": record.queue,
         "stats": record.stats,
@@ -111,7 +128,7 @@ mod tests {
             interval_ms: 1000,
             not_before_ms: Some(5000),
         });
-        let v = render(&c, &r, 20);
+        let v = render(&c, &r, 20, None);
         let text = v.to_string();
         assert!(!text.contains("sk-very-secret"), "{text}");
         assert_eq!(v["queue_size"], 1);

@@ -118,6 +118,7 @@ fn every_shipped_bootstrap_is_valid_and_routes_by_the_plugins_header() {
     }
     assert!(
         bootstraps.contains(&"envoy/envoy.yaml".to_string())
+            && bootstraps.contains(&"envoy/envoy-fleet.yaml".to_string())
             && bootstraps.contains(&"examples/configs/two-mocks.yaml".to_string()),
         "the scan missed a shipped bootstrap: {bootstraps:?}"
     );

@@ -9,6 +9,7 @@
 //! - [`upstream`]: upstreams to proxy to (a raw one, and the scriptable mock of
 //!   `failover-examples`).
 //! - [`eventually`]: bounded polling.
+//! - [`etcd`]: a real etcd cluster on loopback (the fleet suites), killable member by member.
 //! - [`failover`]: the failover filter's preset ([`Setup`], [`plugin_config`], status accessors).
 //!
 //! It does not depend on the `failover-host` library (a dev-dependency cycle would build the host
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod bootstrap;
+pub mod etcd;
 pub mod eventually;
 pub mod failover;
 pub mod host;

@@ -166,3 +166,59 @@ async fn examples_two_mocks_yaml_fails_over_parks_once_and_recovers() {
     assert_eq!(host.stat("failover.queue_size").await, 0);
     assert_eq!(host.stat("failover.recoveries").await, 1);
 }
+
+/// `envoy/envoy-fleet.yaml` runs too: with a real (one-member) etcd where the file expects it,
+/// the singleton's syncer connects, `main`'s outage lands in the fleet record once, and the
+/// status page shows the fleet. Skipped with a message when `etcd` is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_fleet_yaml_runs_in_the_host_and_puts_the_outage_in_etcd() {
+    if failover_testkit::etcd::etcd_binary().is_none() {
+        eprintln!("SKIPPED: needs etcd (apt-get install -y etcd-server)");
+        return;
+    }
+    let etcd = failover_testkit::etcd::EtcdCluster::start(1).await;
+    let spare = mock_upstream("spare", mock::Schedule::default()).await;
+    let local = mock_upstream("mock", mock::Schedule::default()).await;
+    let host = start_shipped(
+        "envoy/envoy-fleet.yaml",
+        &[
+            (8081, spare.addr().port()),
+            (8082, local.addr().port()),
+            (2379, etcd.clients()[0].port()),
+        ],
+        &["--wasm", "builtin", "--concurrency", "2"],
+        &[
+            ("ANTHROPIC_API_KEY", "sk-test"),
+            ("HOSTNAME", "shipped-test"),
+        ],
+    )
+    .await;
+    for i in 0..5 {
+        let a = post(&host).await;
+        assert_eq!(a.status, 200, "request {i}: {}\n{}", a.text(), host.logs());
+    }
+    let record = eventually(Duration::from_secs(10), || async {
+        let r = etcd.get_json("/failover/v1").await?;
+        (r["stats"]["total_failed"] == 1).then_some(r)
+    })
+    .await;
+    assert!(
+        record.is_some(),
+        "no fleet outage in etcd:\n{}",
+        host.logs()
+    );
+    let r = record.unwrap_or_default();
+    assert_eq!(
+        r["endpoints"]["main"]["first_member"], "shipped-test",
+        "{r}"
+    );
+    let s = host.status().await;
+    assert_eq!(s["fleet"]["connected"], true, "{s}");
+    assert_eq!(s["fleet"]["member"], "shipped-test", "{s}");
+    assert_eq!(
+        host.count_lines(&["INFO", "\"main\" parked fleet-wide"]),
+        1,
+        "{}",
+        host.logs()
+    );
+}

@@ -11,6 +11,11 @@
 //!   …}],"failure":[{"request_range":…}]}` answering `{"succeeded":true,"responses":[…]}` or, on
 //!   a failed compare, the failure branch's `response_range` with the current value.
 //!
+//! Checked against a real etcd 3.4.23 (Debian `etcd-server`): its gateway accepts these
+//! snake_case request fields (protobuf JSON also allows camelCase) and answers in snake_case
+//! (`mod_revision`, `response_range`); the parser also takes the camelCase spelling, which a
+//! gateway configured without `OrigName` would send. `tests/tests/fleet.rs` runs against it.
+//!
 //! Nothing here panics on a bad answer: every surprise is an [`EtcdError`].
 
 use serde::Serialize;
@@ -187,7 +192,10 @@ pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, EtcdErr
     let range = v
         .get("responses")
         .and_then(Value::as_array)
-        .and_then(|r| r.iter().find_map(|op| op.get("response_range")))
+        .and_then(|r| {
+            r.iter()
+                .find_map(|op| op.get("response_range").or_else(|| op.get("responseRange")))
+        })
         .ok_or_else(|| EtcdError::Shape("a failed txn without its response_range".into()))?;
     Ok(TxnOutcome::Failed {
         current: first_kv(range)?,
@@ -234,6 +242,7 @@ fn first_kv(range: &Value) -> Result<Option<Kv>, EtcdError> {
     };
     let mod_revision = kv
         .get("mod_revision")
+        .or_else(|| kv.get("modRevision"))
         .and_then(int64)
         .filter(|r| *r > 0)
         .ok_or_else(|| EtcdError::Shape("a kv without a positive mod_revision".into()))?;

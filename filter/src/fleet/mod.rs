@@ -14,6 +14,7 @@
 //! - [`merge`]: applying a local observation to the fleet record (the staleness rules).
 //! - [`adopt`]: bringing the fleet record into the local record, and what to push back.
 //! - [`etcd`]: etcd v3 JSON gateway bodies (range, txn with a `mod_revision` compare).
+//! - [`status`]: the syncer's snapshot for the status page (shared data).
 //! - [`sync`]: one sync round as a state machine: range → merge → txn → retry from the
 //!   failure branch → done.
 
@@ -23,10 +24,12 @@ pub mod config;
 pub mod etcd;
 pub mod merge;
 pub mod record;
+pub mod status;
 pub mod sync;
 
 pub use adopt::{adopt, apply_local, pending_parks, LocalAction};
 pub use config::FleetConfig;
 pub use merge::{apply, apply_all, Denied, Observation, Outcome, Verdict};
 pub use record::{Claim, EndpointState, FleetEndpoint, FleetRecord, FleetStats, RecordError};
+pub use status::FleetStatus;
 pub use sync::{Request, Round, Step, SyncError, SyncRound};

@@ -1,12 +1,17 @@
 //! Thin, non-panicking wrappers over the host calls the filter uses: shared data as a
 //! [`SharedStore`], the clock, properties, metrics.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 
 use crate::store::{SetResult, SharedStore, StoreError};
+
+/// Sends one HTTP call through the owning root context (so the SDK routes the answer back to
+/// it): the verifier's probes and the syncer's etcd calls.
+pub type Dispatch<'a> =
+    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
 
 /// Shared data through the real host calls.
 pub struct ProxyStore;

@@ -5,7 +5,7 @@
 //!  main!  ─ registers FailoverRoot (no host calls allowed here but logging)
 //!  FailoverRoot (one per root context: the HTTP filter's, and the verifier's)
 //!    on_configure ─ parse config, define metrics, create the record, start the tick
-//!    on_tick      ─ verifier: lease, due probes  (verifier.rs)
+//!    on_tick      ─ verifier: lease, fleet sync round (syncer.rs), due probes (verifier.rs)
 //!    create_http_context ─ FailoverHttp (http.rs)
 //!  FailoverHttp (one per request)
 //!    request headers ─ choose endpoint, set route header, keep a copy for replay
@@ -19,6 +19,7 @@ mod host;
 mod http;
 mod plugin;
 mod root;
+mod syncer;
 mod verifier;
 
 use proxy_wasm::types::LogLevel;

@@ -181,8 +181,12 @@ impl Plugin {
         .is_some_and(|up| up.outcome)
     }
 
-    /// Records one verifier check.
-    pub fn record_check(&self, idx: EndpointIdx, verdict: Result<(), String>) {
+    /// Records one verifier check; its outcome (`None`: the record could not be written).
+    pub fn record_check(
+        &self,
+        idx: EndpointIdx,
+        verdict: Result<(), String>,
+    ) -> Option<CheckOutcome> {
         let id = self.config.endpoint(idx).id.as_str();
         let v = &self.config.verifier;
         let backoff = Backoff {
@@ -191,11 +195,9 @@ impl Plugin {
         };
         let now = now_ms();
         let healthy = verdict.is_ok();
-        let Some(up) = self.update("recording a check", |r| {
+        let up = self.update("recording a check", |r| {
             r.record_check(id, healthy, now, backoff, v.success_threshold)
-        }) else {
-            return;
-        };
+        })?;
         if up.outcome != CheckOutcome::NotQueued {
             self.metrics.checks.inc();
         }
@@ -221,5 +223,6 @@ impl Plugin {
             ),
             CheckOutcome::NotQueued => {}
         }
+        Some(up.outcome)
     }
 }

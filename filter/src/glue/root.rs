@@ -13,8 +13,10 @@ use proxy_wasm::types::{Bytes, ContextType};
 use super::host::{follow_host_log_level, now_ms, property_string, Metrics};
 use super::http::{FailoverHttp, Unconfigured};
 use super::plugin::Plugin;
+use super::syncer::{member_name, FleetMetrics, Syncer};
 use super::verifier::Verifier;
 use crate::config::Config;
+use crate::envoy::decode_status;
 use crate::select::Rng;
 use crate::store::RecordCache;
 
@@ -26,6 +28,8 @@ pub struct FailoverRoot {
     context_id: u32,
     plugin: Option<Rc<Plugin>>,
     verifier: Option<Verifier>,
+    /// Fleet mode's syncer (runs only while `verifier` leads).
+    syncer: Option<Syncer>,
 }
 
 impl FailoverRoot {
@@ -35,6 +39,7 @@ impl FailoverRoot {
             context_id,
             plugin: None,
             verifier: None,
+            syncer: None,
         }
     }
 }
@@ -51,10 +56,30 @@ impl Context for FailoverRoot {
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
-        let (Some(plugin), Some(verifier)) = (&self.plugin, &mut self.verifier) else {
+        let Some(plugin) = self.plugin.clone() else {
             return;
         };
-        verifier.on_response(plugin, token, headers, &body);
+        if let Some(mut syncer) = self.syncer.take() {
+            let status = headers
+                .as_ref()
+                .and_then(|h| h.iter().find(|(n, _)| n == ":status"))
+                .and_then(|(_, v)| decode_status(v));
+            let dispatch = |cluster: &str,
+                            headers: Vec<(&str, &str)>,
+                            body: Option<&[u8]>,
+                            timeout: Duration| {
+                self.dispatch_http_call(cluster, headers, body, vec![], timeout)
+            };
+            let mine = syncer.on_response(&plugin, token, status, &body, &dispatch);
+            self.syncer = Some(syncer);
+            if mine {
+                return;
+            }
+        }
+        let (Some(verifier), syncer) = (&mut self.verifier, self.syncer.as_mut()) else {
+            return;
+        };
+        verifier.on_response(&plugin, token, headers, &body, syncer);
     }
 }
 
@@ -101,7 +126,20 @@ impl RootContext for FailoverRoot {
             ),
         }
         let interval = plugin.config.verifier.interval_ms;
-        self.set_tick_period(Verifier::tick_period(interval));
+        let mut tick = Verifier::tick_period(interval);
+        // A reconfigure keeps the syncer's state (connection, fleet record, member).
+        self.syncer = match (&plugin.config.fleet, self.syncer.take()) {
+            (None, _) => None,
+            (Some(f), Some(old)) if old.config() == f => Some(old),
+            (Some(f), _) => {
+                let member = member_name(f, seed);
+                Some(Syncer::new(f.clone(), member, FleetMetrics::define()))
+            }
+        };
+        if let Some(s) = &self.syncer {
+            tick = tick.min(s.tick_period());
+        }
+        self.set_tick_period(tick);
         let singleton = root_id == VERIFIER_ROOT_ID;
         let owner = format!("{label}-{:08x}", seed as u32);
         self.verifier = Some(Verifier::new(owner, singleton));
@@ -121,11 +159,17 @@ impl RootContext for FailoverRoot {
         let (Some(plugin), Some(mut verifier)) = (self.plugin.clone(), self.verifier.take()) else {
             return;
         };
-        let dispatch =
-            |cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration| {
+        let mut syncer = self.syncer.take();
+        {
+            let dispatch = |cluster: &str,
+                            headers: Vec<(&str, &str)>,
+                            body: Option<&[u8]>,
+                            timeout: Duration| {
                 self.dispatch_http_call(cluster, headers, body, vec![], timeout)
             };
-        verifier.tick(&plugin, &dispatch);
+            verifier.tick(&plugin, &dispatch, syncer.as_mut());
+        }
+        self.syncer = syncer;
         self.verifier = Some(verifier);
     }
 

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use log::{debug, info};
-use proxy_wasm::types::Status;
 
-use super::host::now_ms;
+use super::host::{now_ms, Dispatch};
 use super::plugin::Plugin;
+use super::syncer::Syncer;
 use crate::classify::{decode_status, Reason};
 use crate::config::EndpointIdx;
 use crate::probe;
@@ -20,15 +20,12 @@ use crate::retry_after;
 /// Grace added to the probe timeout before another VM may probe the same endpoint again.
 const CLAIM_SLACK_MS: u64 = 1000;
 
-/// Sends one HTTP call through the owning context (so the SDK routes the answer back).
-pub type Dispatch<'a> =
-    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
-
 /// The verifier state of one root context.
 pub struct Verifier {
     owner: String,
     singleton: bool,
-    in_flight: HashMap<u32, EndpointIdx>,
+    /// Probe calls: token → endpoint and, in fleet mode, the fleet claim it was made under.
+    in_flight: HashMap<u32, (EndpointIdx, Option<u64>)>,
     leading: bool,
 }
 
@@ -48,10 +45,18 @@ impl Verifier {
         Duration::from_millis((interval_ms / 4).clamp(50, 1000))
     }
 
-    /// One tick: hold the lease, then probe every parked endpoint that is due.
-    pub fn tick(&mut self, plugin: &Plugin, dispatch: Dispatch<'_>) {
+    /// One tick: hold the lease, then (fleet mode) run the syncer, then probe every parked
+    /// endpoint that is due. In fleet mode, while connected, a probe needs a fleet claim: the
+    /// syncer asks for it in its next round and the probe goes out on the tick after the grant.
+    pub fn tick(
+        &mut self,
+        plugin: &Plugin,
+        dispatch: Dispatch<'_>,
+        mut fleet: Option<&mut Syncer>,
+    ) {
         let record = plugin.record();
-        if record.queue.is_empty() {
+        // In fleet mode the leader also syncs, so the lease is held even with an empty queue.
+        if record.queue.is_empty() && fleet.is_none() {
             return;
         }
         let now = now_ms();
@@ -78,21 +83,43 @@ impl Verifier {
             }
             self.leading = true;
         }
+        if let Some(syncer) = fleet.as_deref_mut() {
+            syncer.tick(plugin, dispatch);
+        }
+        // The syncer may have adopted or unparked endpoints.
+        let record = plugin.record();
         for idx in plugin.config.indices() {
             let id = plugin.config.endpoint(idx).id.as_str();
-            if !record.is_due(id, now) || self.in_flight.values().any(|i| *i == idx) {
+            if !record.is_due(id, now) || self.in_flight.values().any(|(i, _)| *i == idx) {
                 continue;
+            }
+            let mut claim = None;
+            if let Some(syncer) = fleet.as_deref_mut().filter(|s| s.fleet_probes()) {
+                match syncer.take_claim(id, now) {
+                    Some(until) => claim = Some(until),
+                    None => {
+                        syncer.want_claim(id, now);
+                        continue;
+                    }
+                }
             }
             let until = now
                 .saturating_add(plugin.config.verifier.timeout_ms)
                 .saturating_add(CLAIM_SLACK_MS);
             if plugin.claim_probe(idx, until) {
-                self.probe(plugin, idx, dispatch);
+                self.probe(plugin, idx, claim, dispatch, fleet.as_deref_mut());
             }
         }
     }
 
-    fn probe(&mut self, plugin: &Plugin, idx: EndpointIdx, dispatch: Dispatch<'_>) {
+    fn probe(
+        &mut self,
+        plugin: &Plugin,
+        idx: EndpointIdx,
+        claim: Option<u64>,
+        dispatch: Dispatch<'_>,
+        fleet: Option<&mut Syncer>,
+    ) {
         let e = plugin.config.endpoint(idx);
         let p = &plugin.config.verifier.request;
         let authority = e.authority.as_deref().unwrap_or(&e.cluster);
@@ -116,10 +143,14 @@ impl Verifier {
                     "[{}] probing endpoint \"{}\" (call {token})",
                     plugin.label, e.id
                 );
-                self.in_flight.insert(token, idx);
+                self.in_flight.insert(token, (idx, claim));
             }
             Err(status) => {
-                plugin.record_check(idx, Err(format!("probe could not be sent: {status:?}")))
+                let outcome =
+                    plugin.record_check(idx, Err(format!("probe could not be sent: {status:?}")));
+                if let (Some(until), Some(outcome), Some(s)) = (claim, outcome, fleet) {
+                    s.push_verdict(e.id.as_str(), until, outcome);
+                }
             }
         }
     }
@@ -131,8 +162,9 @@ impl Verifier {
         token: u32,
         headers: Option<Vec<(String, Vec<u8>)>>,
         body: &[u8],
+        fleet: Option<&mut Syncer>,
     ) -> bool {
-        let Some(idx) = self.in_flight.remove(&token) else {
+        let Some((idx, claim)) = self.in_flight.remove(&token) else {
             return false;
         };
         let status = headers
@@ -156,7 +188,10 @@ impl Verifier {
             _ => None,
         };
         let reason = verdict.clone().err();
-        plugin.record_check(idx, verdict);
+        let outcome = plugin.record_check(idx, verdict);
+        if let (Some(until), Some(outcome), Some(s)) = (claim, outcome, fleet) {
+            s.push_verdict(plugin.config.endpoint(idx).id.as_str(), until, outcome);
+        }
         if let (Some(deadline), Some(reason)) = (deadline, reason) {
             // The endpoint asked for time: no probe and no trial before then.
             plugin.record_failure(0, idx, &Reason::Probe(reason), Some(deadline));

@@ -92,6 +92,36 @@ fn txn_answers_both_branches() {
 }
 
 #[test]
+fn answers_captured_from_a_real_etcd_3_4() {
+    // etcd 3.4.23 (Debian etcd-server), key "fl/v1", value "hello", captured with curl from
+    // the requests golden_txn_requests pins (snake_case in, snake_case out).
+    let created = r#"{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"2","raft_term":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#;
+    assert_eq!(
+        parse_txn(Some(200), created.as_bytes()),
+        Ok(TxnOutcome::Succeeded { revision: 2 })
+    );
+    let lost = r#"{"header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"3","raft_term":"2"},"responses":[{"response_range":{"header":{"revision":"3"},"kvs":[{"key":"ZmwvdjE=","create_revision":"2","mod_revision":"3","version":"2","value":"aGVsbG8="}],"count":"1"}}]}"#;
+    let current = Some(Kv {
+        value: b"hello".to_vec(),
+        mod_revision: 3,
+    });
+    assert_eq!(
+        parse_txn(Some(200), lost.as_bytes()),
+        Ok(TxnOutcome::Failed {
+            current: current.clone()
+        })
+    );
+    // The same answer in protobuf JSON's camelCase spelling.
+    let camel = lost
+        .replace("response_range", "responseRange")
+        .replace("mod_revision", "modRevision");
+    assert_eq!(
+        parse_txn(Some(200), camel.as_bytes()),
+        Ok(TxnOutcome::Failed { current })
+    );
+}
+
+#[test]
 fn errors_never_panic() {
     let auth = br#"{"error":"etcdserver: user name is empty","code":2,"message":"etcdserver: user name is empty"}"#;
     assert_eq!(

@@ -39,7 +39,11 @@ impl FailoverHttp {
             return self.answer(405, &[("allow", "GET, HEAD")], None);
         }
         let record = self.plugin.record();
-        let doc = status_page::render(cfg, &record, now_ms()).to_string();
+        let fleet = cfg
+            .fleet
+            .as_ref()
+            .and_then(|_| super::super::syncer::read_status());
+        let doc = status_page::render(cfg, &record, now_ms(), fleet.as_ref()).to_string();
         self.answer(
             200,
             &[
