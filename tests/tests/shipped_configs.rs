@@ -212,7 +212,17 @@ async fn envoy_fleet_yaml_runs_in_the_host_and_puts_the_outage_in_etcd() {
         r["endpoints"]["main"]["first_member"], "shipped-test",
         "{r}"
     );
-    let s = host.status().await;
+    // The status page reads the syncer's snapshot, written when its round ends: just after
+    // the txn that put the record in etcd.
+    let connected = eventually(Duration::from_secs(10), || async {
+        let s = host.status().await;
+        (s["fleet"]["connected"] == true).then_some(s)
+    })
+    .await;
+    let s = match connected {
+        Some(s) => s,
+        None => host.status().await,
+    };
     assert_eq!(s["fleet"]["connected"], true, "{s}");
     assert_eq!(s["fleet"]["member"], "shipped-test", "{s}");
     assert_eq!(
