@@ -64,9 +64,20 @@ enum Command {
         /// Stop after this many seconds and print a summary (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
-        /// Worker threads of the demo proxy.
+        /// Worker threads of the demo proxy (of each proxy with --fleet).
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+        /// Fleet mode: several proxies sharing one failure queue in etcd; the screen shows
+        /// that each outage is counted once fleet-wide. Starts a throw-away etcd from the
+        /// `etcd` on PATH (Debian/Ubuntu: apt-get install etcd-server) unless --etcd is given.
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: how many proxies.
+        #[arg(long, default_value_t = 3, requires = "fleet", value_parser = clap::value_parser!(u16).range(2..=26))]
+        proxies: u16,
+        /// With --fleet: use this etcd (http://IP:PORT) instead of starting one.
+        #[arg(long, requires = "fleet")]
+        etcd: Option<String>,
     },
     /// Write the embedded filter module to a file (for Envoy, or a config's `filename`).
     Wasm {
@@ -131,9 +142,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Demo {
             duration,
             concurrency,
+            fleet,
+            proxies,
+            etcd,
         }) => failover_host::demo::run(failover_host::demo::DemoOptions {
             duration: duration.map(Duration::from_secs),
             concurrency,
+            fleet: fleet.then(|| failover_host::demo::FleetOptions {
+                proxies: usize::from(proxies),
+                etcd,
+            }),
         }),
         None => {
             let Some(config) = cli.config.clone() else {

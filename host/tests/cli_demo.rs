@@ -88,3 +88,67 @@ fn demo_ends_cleanly_on_ctrl_c() {
     assert!(stdout.ends_with("demo finished"), "{stdout}");
     assert!(stdout.contains("total_failed="), "{stdout}");
 }
+
+/// `demo --fleet`: three proxies, one throw-away etcd, one count per outage. Runs 13 s (one
+/// whole outage of `flaky` and its recovery) and reads the summary: every answer 200, the fleet
+/// counted as many outages as the proxies logged fleet `info` lines, and that number is exactly
+/// the sum of the outages each proxy started (so no outage was counted by two proxies).
+#[test]
+fn fleet_demo_counts_each_outage_once_for_three_proxies() {
+    if failover_testkit::etcd::etcd_binary().is_none() {
+        eprintln!("SKIPPED: demo --fleet needs etcd (apt-get install -y etcd-server)");
+        return;
+    }
+    let out = Launch::new(BIN)
+        .args(["demo", "--fleet", "--duration", "13"])
+        .run(Duration::from_secs(150))
+        .expect("spawn failover-host");
+    assert!(
+        out.status.is_some(),
+        "demo --fleet did not finish within 150 s: {}",
+        out.stderr
+    );
+    assert!(out.success(), "demo --fleet failed: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let summary = out
+        .stdout
+        .rsplit("failover fleet demo")
+        .next()
+        .unwrap_or("");
+    assert!(out.stdout.contains("demo finished"), "{}", out.stdout);
+    assert!(
+        summary.contains("failed: 0   errors: 0"),
+        "a client got an error: {summary}"
+    );
+    for p in ["proxy-a", "proxy-b", "proxy-c"] {
+        let row = summary
+            .lines()
+            .find(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("no row for {p}: {summary}"));
+        assert!(row.contains(" connected "), "{p} not connected: {row}");
+    }
+    let fleet_failed = summary
+        .split("Fleet total_failed = ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no fleet total_failed in: {summary}"));
+    assert!(fleet_failed >= 1, "flaky was never parked: {summary}");
+    let started = summary
+        .lines()
+        .find(|l| l.starts_with("flaky began failing"))
+        .and_then(|l| l.rsplit(" = ").next())
+        .and_then(|r| r.trim().trim_end_matches(").").parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no sum of outages started in: {summary}"));
+    assert_eq!(started, fleet_failed, "{summary}");
+    let info_lines = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("parked fleet-wide"))
+        .count() as u64;
+    assert_eq!(
+        info_lines, fleet_failed,
+        "fleet info lines vs fleet total_failed\n{}",
+        out.stderr
+    );
+}

@@ -75,6 +75,107 @@ fn compose_mounts_the_wasm_and_config_where_envoy_yaml_expects_them() {
     }
 }
 
+// ===== docker-compose-fleet.yaml =====
+
+/// The mounts of a compose service, as `host:container[:mode]` strings.
+fn mounts(service: &Value, name: &str) -> Vec<String> {
+    service["volumes"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("services.{name}.volumes is not a list"))
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn fleet_compose_runs_two_proxies_on_one_etcd_and_one_set_of_mocks() {
+    let mut docs = yaml_documents("envoy/docker-compose-fleet.yaml");
+    assert_eq!(docs.len(), 1);
+    // Compose applies YAML merge keys (`<<: *proxy`); so do we, before looking.
+    docs[0]
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("merge keys: {e}"));
+    let services = &docs[0]["services"];
+    let validated = validate_file(&common::repo_file("envoy/envoy-fleet.yaml"))
+        .unwrap_or_else(|e| panic!("envoy/envoy-fleet.yaml: {e}"));
+
+    let mut published = Vec::new();
+    for name in ["proxy-a", "proxy-b"] {
+        let proxy = &services[name];
+        assert!(
+            str_at(proxy, &["image"]).starts_with("envoyproxy/envoy:"),
+            "{name}"
+        );
+        // Each proxy is its own fleet member: HOSTNAME (host_env_keys) is the service's hostname.
+        assert_eq!(str_at(proxy, &["hostname"]), name);
+        assert!(
+            proxy["environment"].get("ANTHROPIC_API_KEY").is_some(),
+            "{name}"
+        );
+        let m = mounts(proxy, name);
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("./envoy-fleet.yaml:/etc/envoy/envoy.yaml")),
+            "{name} does not run envoy-fleet.yaml: {m:?}"
+        );
+        for plugin in validated.plugins() {
+            let filename = plugin.code_filename.as_deref().unwrap_or_default();
+            assert!(
+                m.iter().any(|m| m.split(':').nth(1) == Some(filename)),
+                "{name}: {filename} is not mounted ({m:?})"
+            );
+        }
+        let ports = serde_yaml_ng::to_string(&proxy["ports"]).unwrap_or_default();
+        let host_port = ports
+            .lines()
+            .find_map(|l| {
+                l.trim_start_matches("- ")
+                    .trim_matches('\'')
+                    .strip_suffix(":10000")
+            })
+            .unwrap_or_else(|| panic!("{name} does not publish its listener :10000: {ports}"))
+            .to_owned();
+        published.push(host_port);
+    }
+    assert_ne!(published[0], published[1], "both proxies on one host port");
+
+    // envoy-fleet.yaml reaches etcd and the mocks on 127.0.0.1: they live in proxy-a's
+    // namespace, and the relay gives proxy-b the same loopback addresses.
+    let etcd = &services["etcd"];
+    assert_eq!(str_at(etcd, &["network_mode"]), "service:proxy-a");
+    let etcd_cmd = serde_yaml_ng::to_string(&etcd["command"]).unwrap_or_default();
+    assert!(
+        etcd_cmd.contains("--listen-client-urls=http://0.0.0.0:2379"),
+        "{etcd_cmd}"
+    );
+    let mocks = &services["mocks"];
+    assert_eq!(str_at(mocks, &["network_mode"]), "service:proxy-a");
+    let relay = &services["relay"];
+    assert_eq!(str_at(relay, &["network_mode"]), "service:proxy-b");
+    let relay_cmd = serde_yaml_ng::to_string(&relay["command"]).unwrap_or_default();
+    let mocks_cmd = serde_yaml_ng::to_string(&mocks["command"]).unwrap_or_default();
+    for port in ["2379", "8081", "8082"] {
+        assert!(
+            relay_cmd.contains(&format!("TCP-LISTEN:{port},bind=127.0.0.1"))
+                && relay_cmd.contains(&format!("TCP:proxy-a:{port}")),
+            "the relay does not forward 127.0.0.1:{port} to proxy-a: {relay_cmd}"
+        );
+    }
+    for port in ["0.0.0.0:8081", "0.0.0.0:8082"] {
+        assert!(
+            mocks_cmd.contains(port),
+            "mocks do not listen on {port} (the relay needs it)"
+        );
+    }
+    // …and those are the addresses envoy-fleet.yaml's clusters name.
+    let fleet_yaml =
+        std::fs::read_to_string(common::repo_file("envoy/envoy-fleet.yaml")).unwrap_or_default();
+    for port in ["port_value: 2379", "port_value: 8081", "port_value: 8082"] {
+        assert!(fleet_yaml.contains(port), "envoy-fleet.yaml has no {port}");
+    }
+}
+
 // ===== istio-wasmplugin.yaml =====
 
 fn istio_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {

@@ -1,5 +1,6 @@
 //! The demo's built-in bootstrap: one listener (port 0), the failover filter from the
-//! embedded module, a `cluster_header` route, one cluster per mock, the singleton verifier.
+//! embedded module, a `cluster_header` route, one cluster per mock, the singleton verifier —
+//! and for `demo --fleet` an `etcd` cluster and the plugin's `fleet` section.
 
 use std::net::SocketAddr;
 
@@ -8,10 +9,29 @@ pub const VM_ID: &str = "failover_demo";
 /// The header the filter writes and the route reads.
 pub const ROUTE_HEADER: &str = "x-failover-cluster";
 
+/// Fleet mode settings of one demo proxy.
+#[derive(Debug, Clone)]
+pub struct FleetSetup {
+    /// etcd's client address.
+    pub etcd: SocketAddr,
+    /// `fleet.key_prefix`.
+    pub key_prefix: String,
+    /// `fleet.member`: this proxy's name in the fleet record.
+    pub member: String,
+}
+
+/// The demo's sync interval: half the default, so that a park reaches every proxy within a
+/// second while you watch.
+pub const FLEET_SYNC_INTERVAL_MS: u64 = 500;
+
 /// The plugin JSON (design.md, "Plugin configuration"): `flaky` is preferred, `steady` is
 /// the fallback; the verifier re-checks parked endpoints every 2 s.
 pub fn plugin_json() -> String {
-    serde_json::json!({
+    plugin_value(None).to_string()
+}
+
+fn plugin_value(fleet: Option<&FleetSetup>) -> serde_json::Value {
+    let mut plugin = serde_json::json!({
         "endpoints": [
             { "name": "flaky",  "cluster": "flaky",  "group": "primary" },
             { "name": "steady", "cluster": "steady", "group": "secondary" }
@@ -26,8 +46,16 @@ pub fn plugin_json() -> String {
                                    "body": "{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" } },
         "when_all_queued": "least_recently_failed",
         "status": { "path": "/failover/status", "allow_from": ["127.0.0.1/32", "::1/128"] }
-    })
-    .to_string()
+    });
+    if let Some(f) = fleet {
+        plugin["fleet"] = serde_json::json!({
+            "cluster": "etcd",
+            "key_prefix": f.key_prefix,
+            "member": f.member,
+            "sync_interval_ms": FLEET_SYNC_INTERVAL_MS,
+        });
+    }
+    plugin
 }
 
 fn yaml_string(s: &str) -> String {
@@ -53,6 +81,16 @@ fn cluster(name: &str, addr: SocketAddr) -> String {
 
 /// The bootstrap YAML for mocks at `flaky` and `steady`.
 pub fn bootstrap_yaml(flaky: SocketAddr, steady: SocketAddr) -> String {
+    bootstrap(flaky, steady, None)
+}
+
+/// The bootstrap YAML of one `demo --fleet` proxy.
+pub fn fleet_bootstrap_yaml(flaky: SocketAddr, steady: SocketAddr, fleet: &FleetSetup) -> String {
+    bootstrap(flaky, steady, Some(fleet))
+}
+
+fn bootstrap(flaky: SocketAddr, steady: SocketAddr, fleet: Option<&FleetSetup>) -> String {
+    let json = plugin_value(fleet).to_string();
     let plugin = |name: &str, root_id: &str| {
         format!(
             r#"name: {name}
@@ -64,7 +102,7 @@ pub fn bootstrap_yaml(flaky: SocketAddr, steady: SocketAddr) -> String {
         configuration:
           "@type": type.googleapis.com/google.protobuf.StringValue
           value: {json}"#,
-            json = yaml_string(&plugin_json())
+            json = yaml_string(&json)
         )
     };
     format!(
@@ -95,7 +133,7 @@ pub fn bootstrap_yaml(flaky: SocketAddr, steady: SocketAddr) -> String {
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:{flaky_cluster}{steady_cluster}
+  clusters:{flaky_cluster}{steady_cluster}{etcd_cluster}
 bootstrap_extensions:
 - name: envoy.bootstrap.wasm
   typed_config:
@@ -108,6 +146,7 @@ bootstrap_extensions:
         verifier = plugin("failover_verifier", "failover_verifier"),
         flaky_cluster = cluster("flaky", flaky),
         steady_cluster = cluster("steady", steady),
+        etcd_cluster = fleet.map(|f| cluster("etcd", f.etcd)).unwrap_or_default(),
     )
 }
 
@@ -133,5 +172,28 @@ mod tests {
         assert!(
             matches!(&b.listeners[0].virtual_hosts[0].routes[0].target, RouteTarget::ClusterHeader(h) if h == ROUTE_HEADER)
         );
+    }
+
+    #[test]
+    fn the_fleet_demo_config_adds_the_etcd_cluster_and_the_fleet_section() {
+        let fleet = FleetSetup {
+            etcd: "127.0.0.1:2379".parse().unwrap(),
+            key_prefix: "/failover-demo".into(),
+            member: "proxy-b".into(),
+        };
+        let yaml = fleet_bootstrap_yaml(
+            "127.0.0.1:1001".parse().unwrap(),
+            "127.0.0.1:1002".parse().unwrap(),
+            &fleet,
+        );
+        let b = parse("demo.yaml".as_ref(), &yaml, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(b.clusters.len(), 3);
+        let f = &b.listeners[0].wasm_filters[0].spec;
+        let plugin: serde_json::Value = serde_json::from_slice(&f.configuration).unwrap();
+        assert_eq!(plugin["fleet"]["cluster"], "etcd");
+        assert_eq!(plugin["fleet"]["member"], "proxy-b");
+        assert_eq!(plugin["fleet"]["key_prefix"], "/failover-demo");
+        assert_eq!(b.services[0].spec.configuration, f.configuration);
     }
 }

@@ -29,11 +29,22 @@ pub struct Tally {
     pub failovers: u64,
 }
 
-/// Sends requests from `concurrency` loops, one every `pace` per loop, until dropped.
-pub async fn run(proxy: SocketAddr, concurrency: usize, pace: Duration, tally: Arc<Mutex<Tally>>) {
+/// Sends requests from `concurrency` loops, one every `pace` per loop, until dropped. Loop `i`
+/// sends to `proxies[i % proxies.len()]`, so traffic is spread evenly over the proxies.
+pub async fn run(
+    proxies: Vec<SocketAddr>,
+    concurrency: usize,
+    pace: Duration,
+    tally: Arc<Mutex<Tally>>,
+) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut loops = Vec::new();
-    for _ in 0..concurrency.max(1) {
+    for proxy in proxies
+        .iter()
+        .copied()
+        .cycle()
+        .take(concurrency.max(proxies.len()))
+    {
         let client = client.clone();
         let tally = tally.clone();
         loops.push(async move {
