@@ -32,4 +32,4 @@ pub use config::FleetConfig;
 pub use merge::{apply, apply_all, Denied, Observation, Outcome, Verdict};
 pub use record::{Claim, EndpointState, FleetEndpoint, FleetRecord, FleetStats, RecordError};
 pub use status::FleetStatus;
-pub use sync::{Request, Round, Step, SyncError, SyncRound};
+pub use sync::{next_round_due, Request, Round, Step, SyncError, SyncRound};

@@ -181,6 +181,23 @@ impl SyncRound {
     }
 }
 
+/// When the round after one started at `now_ms` is due, given when this one was due.
+///
+/// Rounds stay on a grid of `interval_ms` instead of restarting the clock at each start: the
+/// glue only looks at the clock on its ticks (a quarter of the interval), so `now + interval`
+/// would lose up to a tick per round (1 250 ms instead of 1 000 at the default), stretching the
+/// propagation bound of 2 × `sync_interval_ms` the fleet promises. A syncer that fell more than
+/// an interval behind (etcd slow, VM paused) starts a fresh grid rather than firing rounds back
+/// to back to catch up.
+pub fn next_round_due(due_ms: u64, now_ms: u64, interval_ms: u64) -> u64 {
+    let on_grid = due_ms.saturating_add(interval_ms);
+    if on_grid > now_ms {
+        on_grid
+    } else {
+        now_ms.saturating_add(interval_ms)
+    }
+}
+
 #[cfg(test)]
 mod model;
 #[cfg(test)]

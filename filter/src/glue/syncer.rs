@@ -26,8 +26,8 @@ use super::host::{now_ms, Dispatch, Metric, ProxyStore};
 use super::plugin::Plugin;
 use crate::fleet::status::STATUS_KEY;
 use crate::fleet::{
-    adopt, apply_local, pending_parks, FleetConfig, FleetStatus, Observation, Outcome, Step,
-    SyncRound, Verdict,
+    adopt, apply_local, next_round_due, pending_parks, FleetConfig, FleetStatus, Observation,
+    Outcome, Step, SyncRound, Verdict,
 };
 use crate::state::CheckOutcome;
 use crate::store::{SharedStore, CREATE_CAS};
@@ -219,7 +219,7 @@ impl Syncer {
         if self.in_flight.is_some() || now < self.next_round_ms {
             return;
         }
-        self.next_round_ms = now.saturating_add(self.cfg.sync_interval_ms);
+        self.next_round_ms = next_round_due(self.next_round_ms, now, self.cfg.sync_interval_ms);
         let local = plugin.record();
         let member = self.status.member.clone();
         // Claims only while fresh (a claim asked long ago would be granted for a stale need).

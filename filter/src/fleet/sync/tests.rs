@@ -469,3 +469,27 @@ mod through_etcd {
         }
     }
 }
+
+#[test]
+fn rounds_stay_on_the_interval_grid_when_ticks_come_a_little_early_or_late() {
+    // Ticks every 250 ms, the first round at 0, interval 1 000: a tick at 999 is not due yet,
+    // the one at 1 249 is; the next round is still due at 2 000, not 2 249.
+    assert_eq!(next_round_due(0, 0, 1000), 1000);
+    assert_eq!(next_round_due(1000, 1249, 1000), 2000);
+    // Over a minute of such ticks: exactly one round per interval.
+    let (mut due, mut rounds) = (0u64, 0u32);
+    for tick in 0..240u64 {
+        let now = tick * 250 + 249; // always just after a grid point would be missed
+        if now >= due {
+            due = next_round_due(due, now, 1000);
+            rounds += 1;
+        }
+    }
+    assert_eq!(rounds, 60);
+}
+
+#[test]
+fn a_syncer_far_behind_starts_a_fresh_grid_instead_of_catching_up() {
+    assert_eq!(next_round_due(1000, 5000, 1000), 6000);
+    assert_eq!(next_round_due(u64::MAX - 1, u64::MAX, 1000), u64::MAX);
+}
