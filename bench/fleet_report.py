@@ -103,14 +103,17 @@ def main():
               f"In {secs:.1f} s one proxy made **{idle['kv_calls']} KV calls** to etcd "
               f"({idle['range']} range, {idle['txn']} txn; {idle['syncs']} sync rounds): "
               f"**{per_s:.2f} requests/s**, {range_s:.2f} range/s + {txn_s:.2f} txn/s. "
-              f"The record was {record} bytes, so a range answer moves about {record * 4 // 3 + 200} bytes "
-              "(base64 in JSON). etcd's CPU for it: "
-              f"{etcd_cpu_ms_s:.1f} ms per second (includes etcd's own housekeeping).", "",
+              + (f"The record was {record} bytes (a range answer carries it base64-encoded). "
+                 if record else
+                 "No endpoint had failed, so the record did not exist yet (each range answers "
+                 "an empty `kvs`); each endpoint that ever failed adds a few hundred bytes to it. ")
+              + f"etcd's CPU meanwhile: {etcd_cpu_ms_s:.1f} ms per second (with its own housekeeping).", "",
               f"Projected for {PROJECT_PROXIES:,} proxies at this interval: **{per_s * PROJECT_PROXIES:,.0f} "
-              f"range reads/s** and {txn_s * PROJECT_PROXIES:,.0f} txn/s while nothing changes, "
-              f"about {per_s * PROJECT_PROXIES * (record * 4 // 3 + 200) / 1e6:.1f} MB/s of answers; "
-              "a change adds one txn per proxy that learns it first and at most one retry per "
-              "conflicting writer; the load is linear in proxies / `sync_interval_ms`.", ""]
+              f"range reads/s** and {txn_s * PROJECT_PROXIES:,.0f} txn/s while nothing changes; "
+              "a change (a park, a recovery, a probe claim or verdict) adds one txn from each proxy "
+              "that observed it before the record showed it: the first lands, the others find it "
+              "there on their retry and write nothing. The load is linear in proxies / "
+              "`sync_interval_ms`.", ""]
     if capacity is not None:
         cap = rps(capacity)
         cap_cpu = capacity["etcd_cpu_ticks"] / capacity["clk_tck"] / (capacity["wrk"]["duration_us"] / 1e6)
