@@ -6,6 +6,9 @@
       in a row; appends one JSON line per stream to FILE: time to first event (TTFE, from the
       request's first byte sent to the arrival of the first complete event), the gaps between
       events as they arrived, total duration, status, event count.
+  llm_report.py seq --url URL --body-file FILE --duration S
+      POSTs FILE again and again on one keep-alive connection for S seconds; prints one JSON
+      summary (the keys of bench/wrk-report.lua's line) with percentiles of the raw latencies.
   llm_report.py report DIR --out FILE [--meta k=v ...]
       reads DIR/sse.jsonl, DIR/post.jsonl, DIR/failover.jsonl and writes the Markdown.
 
@@ -241,6 +244,64 @@ def sse_main(args):
         sys.exit(f"llm_report.py sse: {failed} stream(s) failed or incomplete against {args.url}")
 
 
+# ================================================================ sequential requests =====
+
+def seq_main(args):
+    """Requests one after the other on one keep-alive connection for --duration seconds.
+
+    Not wrk -c1: wrk "corrects" its histogram for coordinated omission before reporting it
+    (stats_correct: every sample longer than the mean interval adds synthetic ones), so with one
+    connection and ~10 000 requests/s a single 40 ms scheduler stall becomes hundreds of samples
+    and owns the p99. Here every percentile is over the latencies really measured.
+    """
+    u = urlsplit(args.url)
+    host, port = u.hostname, u.port or 80
+    with open(args.body_file, "rb") as f:
+        body = f.read()
+    request = (
+        f"POST {u.path or '/'} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        f"content-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    sock = connect(host, port)
+    sock.setblocking(True)
+    sock.settimeout(30)
+    st = Stream(sock, request)
+    lat, non2xx, errors = [], 0, 0
+    start = time.perf_counter_ns()
+    stop = start + int(args.duration * 1e9)
+    while time.perf_counter_ns() < stop:
+        if not st.keep_alive:
+            st.sock.close()
+            st.sock = connect(host, port)
+            st.sock.setblocking(True)
+            st.sock.settimeout(30)
+        try:
+            st.send()
+            while not st.done:
+                st.on_data(st.sock.recv(65536), 0)
+        except OSError as e:
+            st.error, st.keep_alive = str(e), False
+        end = time.perf_counter_ns()
+        if st.error:
+            errors += 1
+            continue
+        lat.append((end - st.t0) / 1000)
+        if not 200 <= st.status < 300:
+            non2xx += 1
+    duration_us = (time.perf_counter_ns() - start) / 1000
+    st.sock.close()
+    lat.sort()
+    n = len(lat)
+    print(json.dumps({
+        "requests": n, "duration_us": round(duration_us),
+        "p50_us": pct(lat, 50), "p90_us": pct(lat, 90), "p99_us": pct(lat, 99),
+        "p999_us": pct(lat, 99.9), "max_us": lat[-1] if lat else 0,
+        "mean_us": sum(lat) / n if n else 0,
+        "connect_errors": 0, "read_errors": errors, "write_errors": 0, "non2xx": non2xx,
+        "timeouts": 0}))
+
+
 # ======================================================================= the report =====
 
 def load(path):
@@ -326,20 +387,21 @@ def report_sse(rows, lines):
             if m["nginx"] > 0:
                 ratio.append(m["host"] / m["nginx"])
         lines += ["| target | TTFE ms (median of round medians) | TTFE p90 / max ms (all streams) | "
-                  "added vs direct ms (in-round) | streams | bad streams | "
+                  "added vs direct ms (in-round) | headers ms (median) | streams | bad streams | "
                   "gaps < 5 ms per stream (median / max) | median gap ms | max gap ms | "
                   "stream duration ms (median) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in TARGETS:
             ss = [s for s in cr if s["target"] == t]
             if not ss:
                 continue
             bad = sum(1 for s in ss if s["error"] or s["status"] != 200 or
                       s["events"] != s.get("expect_events", s["events"]))
-            lines.append("| {} | {} | {} / {} | {} | {} | {} | {} / {} | {} | {} | {} |".format(
+            lines.append("| {} | {} | {} / {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |".format(
                 LABEL[t], fmt(med(ttfe[t]), 3), fmt(pct([s["ttfe_ms"] for s in ss], 90), 3),
                 fmt(max((s["ttfe_ms"] or 0) for s in ss), 3),
                 "—" if t == "direct" else fmt(med(delta[t]), 3, sign=True),
+                fmt(med([s["ttfb_ms"] for s in ss]), 3),
                 len(ss), bad,
                 fmt(med([s["gaps_lt5"] for s in ss]), 0), max(s["gaps_lt5"] for s in ss),
                 fmt(med([s["median_gap_ms"] for s in ss]), 2),
@@ -386,7 +448,7 @@ def report_post(rows, lines):
                 cmp_["rps"].append(wrk_rps(w["host"]) / max(wrk_rps(w["nginx"]), 1e-9))
                 cmp_["p50"].append(w["host"]["p50_us"] / max(w["nginx"]["p50_us"], 1))
                 cmp_["p99"].append(w["host"]["p99_us"] / max(w["nginx"]["p99_us"], 1))
-        lines += ["| target | p50 ms | p99 ms | req/s | MB/s in | p50 added vs direct ms | "
+        lines += ["| target | p50 ms | p99 ms | req/s | request body MB/s | p50 added vs direct ms | "
                   "p99 added vs direct ms | errors |", "|---|---|---|---|---|---|---|---|"]
         for t in TARGETS:
             v = vals[t]
@@ -414,7 +476,7 @@ def report_failover(rows, lines, meta):
     rounds = sorted({r["round"] for r in rows})
     lines += ["| target | preferred endpoint | p50 ms | p99 ms | req/s (1 connection) | "
               "p50 added vs its own healthy ms | p99 added ms | non-2xx / errors | requests "
-              "(wrk) | A got | B got | failovers counted |",
+              "| A got | B got | failovers counted |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     headline = {}
     for t in TARGETS:
@@ -445,9 +507,7 @@ def report_failover(rows, lines, meta):
                                    "d99": med(d99), "errors": errs}
     lines += ["", "Request counts are summed over rounds. \"A got\" / \"B got\": requests each mock "
               "received during the run (a refused connection never reaches A); with A failing, "
-              "every 200 came from B. wrk counts only requests finished within its duration, the "
-              "mocks and the counter also the one in flight when it stopped (hence off by one "
-              "per run).", ""]
+              "every 200 came from B.", ""]
     return headline
 
 
@@ -485,12 +545,15 @@ def report_main(args):
               f"`sse-slow:{g('sse_events')}:{g('sse_gap_ms')}ms`). A Python client (one thread, "
               "one selector, keep-alive connections opened before timing) POSTs a "
               "`\"stream\": true` request and stamps each event when the recv() completing it "
-              "returns. TTFE = request sent → first complete event. A proxy that batches shows "
+              "returns. TTFE = request sent → first complete event; \"headers\" = request sent → response "
+              "headers complete (failover-host holds an event stream's headers until its first "
+              "event, `hold_headers`). A proxy that batches shows "
               "up as gaps far below the upstream's 20 ms: the \"gaps < 5 ms\" column counts them "
               f"per stream (of {int(g('sse_events')) - 1 if g('sse_events').isdigit() else '?'} "
               "gaps; 0 = every event passed on at once). Per round: "
               f"{g('sse_single')} single streams one after the other, then "
-              f"{g('sse_conc_repeat')} × {g('sse_conc')} concurrent streams.", ""]
+              f"{g('sse_conc_repeat')} × {g('sse_conc')} concurrent streams. The mock's timer "
+              "stretches each gap by about 1 ms, even direct (see the direct rows).", ""]
     sse_h = report_sse(sse, lines)
 
     lines += ["## 2. POST bodies under load", "",
@@ -500,14 +563,18 @@ def report_main(args):
               "before answering and its JSON answer says how many bytes it got (checked once per "
               "target and size before the rounds: every target delivered all of them); nginx "
               "`return 200` was not used because it may answer before reading the body. "
+              "Percentiles are wrk's, which include its coordinated-omission correction "
+              "(a stall longer than the mean interval per connection adds synthetic samples). "
               "1 MiB = `failover.max_request_bytes`, so failover-host holds (and keeps for "
               "replay) every body whole before sending it on, as configured in envoy/envoy.yaml.",
               ""]
     post_h = report_post(post, lines)
 
     lines += ["## 3. Failover: what a failing preferred endpoint adds", "",
-              "Sequential requests (wrk -t1 -c1 -d" + g("fail_duration") + "s, a small JSON "
-              "POST) through a proxy whose preferred endpoint (`a`, group `primary`, mock-upstream "
+              "Sequential requests (`llm_report.py seq`: one keep-alive connection, one request "
+              "after the other for " + g("fail_duration") + " s, a small JSON POST; percentiles "
+              "of the raw latencies, Python client overhead included equally for every target) "
+              "through a proxy whose preferred endpoint (`a`, group `primary`, mock-upstream "
               "A) is healthy, answers 503 (`status:503`), or refuses connections (`refuse`: its "
               "listener is closed). The second endpoint (`b`, group `secondary`, mock-upstream B) "
               "is always healthy. failover-host: `failure.threshold` is set very high "
@@ -549,8 +616,8 @@ def report_main(args):
     lines[intro_end:intro_end] = hl
     lines += ["## Raw data", "",
               f"`{g('raw')}`: sse.jsonl (one line per stream), post.jsonl and failover.jsonl "
-              "(one line per wrk run, wrk's own histogram), the configs and logs. Regenerate: "
-              f"`python3 bench/llm_report.py report {g('raw')} --out FILE` (with the run's --meta).",
+              "(one line per wrk or `seq` run), the configs and logs. Regenerate the Markdown: "
+              f"`eval \"python3 bench/llm_report.py report $(cat {g('raw')}/report.args)\"`.",
               ""]
     text = "\n".join(lines)
     with open(args.out, "w", encoding="utf-8") as f:
@@ -572,6 +639,10 @@ def main():
     s.add_argument("--tag", action="append", default=[], help="KEY=VALUE copied into every line")
     s.add_argument("--strict", action="store_true", help="exit 1 if a stream failed")
     s.add_argument("--out", required=True)
+    q = sub.add_parser("seq", help="sequential requests on one connection (JSON summary on stdout)")
+    q.add_argument("--url", required=True)
+    q.add_argument("--body-file", required=True)
+    q.add_argument("--duration", type=float, default=4.0, help="seconds")
     r = sub.add_parser("report", help="write the Markdown")
     r.add_argument("dir")
     r.add_argument("--out", required=True)
@@ -579,6 +650,8 @@ def main():
     args = ap.parse_args()
     if args.cmd == "sse":
         sse_main(args)
+    elif args.cmd == "seq":
+        seq_main(args)
     else:
         report_main(args)
 

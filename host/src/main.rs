@@ -12,6 +12,8 @@ use failover_host::bootstrap::{self, LoadOptions, WasmCode};
 use failover_host::server::{self, ServeOptions, Server};
 use failover_host::vm::VmError;
 
+mod startup_memory;
+
 /// mimalloc instead of glibc malloc: a proxied request makes dozens of small, short-lived
 /// allocations across worker threads, where glibc's fastbin consolidation showed up as the
 /// largest single cost per request (bench/PROFILE.md). The library keeps the system allocator
@@ -306,12 +308,16 @@ fn serve(config: PathBuf, load: LoadOptions, opts: ServeOptions) -> anyhow::Resu
         let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
         let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
         let bootstrap = bootstrap::load(&config, &load)?;
-        let mut server = Server::start(bootstrap, opts)?;
+        let mut server = {
+            let _purge = startup_memory::EagerPurge::begin();
+            Server::start(bootstrap, opts)?
+        };
         tracing::info!("failover-host ready");
         loop {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading {}", config.display());
+                    let _purge = startup_memory::EagerPurge::begin();
                     let result = bootstrap::load(&config, &load).map_err(anyhow::Error::from).and_then(|b| server.reload(b).map_err(anyhow::Error::from));
                     if let Err(e) = result {
                         tracing::error!("reload failed, keeping the running configuration: {e:#}");
