@@ -1,23 +1,24 @@
 //! Give the compiler's memory back to the OS once start-up is over (issue 16).
 //!
-//! Compiling the filter's module with Cranelift peaks at ~80 MiB; the proxy needs ~38 MiB once
-//! it runs. mimalloc returns freed pages to the OS only after `purge_delay` (1 s by default)
-//! *and* only when the thread that owns them calls into the allocator again — and wasmtime
-//! compiles on a pool of threads that then sit idle, so their ~40 MiB stayed resident for the
-//! life of the process (measured: 80 MiB at `/ready`, 2 workers, unchanged after 30 s idle).
-//! Purging at once while modules compile returns them as they are freed; the default delay
-//! comes back for serving, where purging at once costs ~13 % more CPU per request (27.6 vs
-//! 31.1 µs median, 6 rounds side by side with wrk -c64: pages emptied and refilled between
-//! requests). Result: 38–39 MiB at `/ready` instead of 80 (2 workers, peak 55 instead of 80);
-//! bench/run reports the RSS at start.
+//! Compiling the filter's module with Cranelift peaks at 55–80 MiB; the proxy needs ~38 MiB
+//! once it runs. mimalloc returns freed pages to the OS only after `purge_delay` (1 s by
+//! default) *and* only when the thread that owns them calls into the allocator again; wasmtime
+//! compiles on rayon's pool, whose threads then sit idle for the life of the process, and the
+//! main thread waits for signals. Measured: 80 MiB at `/ready` (2 workers), unchanged after
+//! 30 s idle. So while modules compile, freed memory is purged at once, and at the end every
+//! pool thread and this one run a forced `mi_collect` (which also settles blocks other threads
+//! freed into their pages). The default delay then comes back for serving, where purging at once
+//! costs ~13 % more CPU per request (27.6 vs 31.1 µs median, 6 rounds side by side, wrk -c64:
+//! pages emptied and refilled between requests). bench/run reports the RSS at start.
 
-use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+use libmimalloc_sys::{mi_collect, mi_option_get, mi_option_set, mi_option_t};
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (include/mimalloc.h): the Rust
 /// bindings name only the options both major versions share, and this one moved between them.
 const MI_OPTION_PURGE_DELAY: mi_option_t = 15;
 
-/// Purges freed memory at once until dropped, then restores the delay it found.
+/// Purges freed memory at once until dropped; then collects every compile thread's heap and
+/// restores the delay it found.
 pub struct EagerPurge {
     previous: std::ffi::c_long,
 }
@@ -35,6 +36,10 @@ impl EagerPurge {
 
 impl Drop for EagerPurge {
     fn drop(&mut self) {
+        // SAFETY: `mi_collect` only works on the calling thread's own heap (and the pages it
+        // owns); every thread calls it for itself.
+        rayon::broadcast(|_| unsafe { mi_collect(true) });
+        unsafe { mi_collect(true) };
         // SAFETY: as in `begin`.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, self.previous) };
     }
