@@ -377,17 +377,19 @@ def report_sse(rows, lines):
         lines += [f"### SSE, {title}", ""]
         # Per round: median TTFE of each target, deltas vs direct, ratio host/nginx.
         ttfe = {t: [] for t in TARGETS}
+        heads = {t: [] for t in TARGETS}
         delta = {t: [] for t in TARGETS}
         ratio = []
         for rnd in rounds:
             m = {t: med([s["ttfe_ms"] for s in per.get((rnd, t), [])]) for t in TARGETS}
             for t in TARGETS:
                 ttfe[t].append(m[t])
+                heads[t].append(med([s["ttfb_ms"] for s in per.get((rnd, t), [])]))
                 delta[t].append(m[t] - m["direct"])
             if m["nginx"] > 0:
                 ratio.append(m["host"] / m["nginx"])
         lines += ["| target | TTFE ms (median of round medians) | TTFE p90 / max ms (all streams) | "
-                  "added vs direct ms (in-round) | headers ms (median) | streams | bad streams | "
+                  "added vs direct ms (in-round) | headers ms (median of round medians) | streams | bad streams | "
                   "gaps < 5 ms per stream (median / max) | median gap ms | max gap ms | "
                   "stream duration ms (median) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -401,7 +403,7 @@ def report_sse(rows, lines):
                 LABEL[t], fmt(med(ttfe[t]), 3), fmt(pct([s["ttfe_ms"] for s in ss], 90), 3),
                 fmt(max((s["ttfe_ms"] or 0) for s in ss), 3),
                 "—" if t == "direct" else fmt(med(delta[t]), 3, sign=True),
-                fmt(med([s["ttfb_ms"] for s in ss]), 3),
+                fmt(med(heads[t]), 3),
                 len(ss), bad,
                 fmt(med([s["gaps_lt5"] for s in ss]), 0), max(s["gaps_lt5"] for s in ss),
                 fmt(med([s["median_gap_ms"] for s in ss]), 2),
@@ -521,7 +523,7 @@ def report_main(args):
     g = lambda k: meta.get(k, "?")  # noqa: E731
     lines = [
         f"# LLM-shaped traffic through the proxy — {g('nproc')} cores ({g('cpu')}), "
-        f"{g('date')}, profile {g('profile')}, {g('rounds')} round(s)",
+        f"{g('date')}, profile {g('profile')}, {g('rounds')} round(s), commit {g('commit')}",
         "",
         f"Written by `bench/llm{' --quick' if g('quick') == '1' else ''}`. Three targets side by "
         f"side in each round, their order reversed every other round: **direct** to the upstream, "
@@ -533,8 +535,9 @@ def report_main(args):
         f"deltas vs direct and ratios vs nginx are taken inside each round first. "
         f"The rounds took {g('rounds_seconds')} s; meanwhile this bench's processes used "
         f"{g('our_cores')} cores on average, **other processes {g('other_cores')}** (steal "
-        f"{g('steal_cores')}; load average before the start {g('load_start')}): anything well "
-        f"above 0 means other work shared the machine and the numbers are noisier.",
+        f"{g('steal_cores')}; load average before the start {g('load_start')}; busiest other "
+        f"processes still alive at the end: {g('other_top')}): anything well above 0 means "
+        f"other work shared the machine and the numbers are noisier.",
     ]
     if g("quick") == "1":
         lines += ["", "**Quick (CI smoke) run: short runs — the numbers say only that "
