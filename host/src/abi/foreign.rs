@@ -22,10 +22,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            let name = memory::read_string(&mut caller, name_ptr, name_len)?;
-            let _args = memory::read(&mut caller, args_ptr, args_len)?;
-            match name.as_str() {
-                "clear_route_cache" => {
+            // Compared in place (no copy): only an exact `clear_route_cache` matches, as the
+            // name read as a string did (a lossy decoding never equals it). The arguments are
+            // unused, but a bad pointer still traps.
+            let name = memory::borrow(&caller, name_ptr, name_len)?;
+            memory::borrow(&caller, args_ptr, args_len)?;
+            match name {
+                b"clear_route_cache" => {
                     memory::copy_out(&mut caller, &[], ret_ptr, ret_size)?;
                     Ok(AbiStatus::Ok.code())
                 }

@@ -138,6 +138,37 @@ fn key(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Resu
     Ok(name)
 }
 
+/// A name argument as [`key`] would make it, compared in guest memory: without the copy and
+/// allocation `key` costs per lookup, when it is valid UTF-8 (as with the SDK); lossily
+/// decoded as `key` does otherwise.
+enum KeyRef<'a> {
+    Raw(&'a [u8]),
+    Lossy(String),
+}
+
+impl<'a> KeyRef<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        match std::str::from_utf8(raw) {
+            Ok(_) => KeyRef::Raw(raw),
+            Err(_) => KeyRef::Lossy(String::from_utf8_lossy(raw).to_ascii_lowercase()),
+        }
+    }
+
+    /// `name == key(..)`.
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            KeyRef::Raw(raw) => {
+                name.len() == raw.len()
+                    && name
+                        .bytes()
+                        .zip(raw.iter())
+                        .all(|(n, k)| n == k.to_ascii_lowercase())
+            }
+            KeyRef::Lossy(k) => name == k,
+        }
+    }
+}
+
 fn malformed() -> wasmtime::Error {
     wasmtime::Error::msg("malformed header map passed to the host")
 }
@@ -183,9 +214,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            let k = key(&mut caller, key_ptr, key_len)?;
+            let k = KeyRef::new(memory::borrow(&caller, key_ptr, key_len)?);
             let value = match readable(caller.data(), map_type) {
-                Found::Map(m) => m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
+                Found::Map(m) => m.iter().find(|(n, _)| k.matches(n)).map(|(_, v)| v.clone()),
                 Found::GoneInLog => None,
                 Found::Gone | Found::BadType => return Ok(AbiStatus::BadArgument.code()),
             };
@@ -206,9 +237,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          key_ptr: i32,
          key_len: i32|
          -> wasmtime::Result<i32> {
-            let k = key(&mut caller, key_ptr, key_len)?;
-            Ok(write(caller.data_mut(), map_type, |map| {
-                map.retain(|(n, _)| *n != k)
+            let (mem, state) = memory::split(&mut caller);
+            let k = KeyRef::new(memory::borrow_in(mem, key_ptr, key_len)?);
+            Ok(write(state, map_type, |map| {
+                map.retain(|(n, _)| !k.matches(n))
             }))
         },
     ))?;
@@ -264,6 +296,39 @@ pub(crate) fn replace(map: &mut HeaderList, name: String, value: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ref_matches_what_key_reads() {
+        // `key` reads the bytes lossily as UTF-8, then lower-cases ASCII.
+        let key = |raw: &[u8]| String::from_utf8_lossy(raw).to_ascii_lowercase();
+        let raws: [&[u8]; 6] = [
+            b":path",
+            b"X-Route",
+            b"x-route",
+            b"",
+            b"\xff-a",
+            "Ä-b".as_bytes(),
+        ];
+        let names = [
+            ":path",
+            "x-route",
+            "X-Route",
+            "",
+            "\u{fffd}-a",
+            "Ä-b",
+            "ä-b",
+            "x-rout",
+        ];
+        for raw in raws {
+            for name in names {
+                assert_eq!(
+                    KeyRef::new(raw).matches(name),
+                    name == key(raw),
+                    "{raw:?} {name}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn replace_keeps_one_value() {

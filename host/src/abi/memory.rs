@@ -30,26 +30,60 @@ fn range(ptr: i32, len: i32) -> wasmtime::Result<std::ops::Range<usize>> {
     Ok(start..end)
 }
 
+fn out_of_bounds(r: &std::ops::Range<usize>) -> wasmtime::Error {
+    trap(format!(
+        "guest memory access out of bounds: {}..{}",
+        r.start, r.end
+    ))
+}
+
+/// The `len` bytes at `ptr` in `bytes` (guest memory, as [`split`] returns it; `None` when
+/// the module exports none); an out-of-bounds range traps. An empty range is never checked
+/// (as [`read`]).
+pub(crate) fn borrow_in(bytes: Option<&[u8]>, ptr: i32, len: i32) -> wasmtime::Result<&[u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    let bytes = bytes.ok_or_else(|| trap("the module exports no memory"))?;
+    let r = range(ptr, len)?;
+    bytes.get(r.clone()).ok_or_else(|| out_of_bounds(&r))
+}
+
+/// The `len` bytes at `ptr`, borrowed from guest memory (no copy), with the same checks as
+/// [`read`]. For arguments a host function only compares or looks up: a copy per call was an
+/// allocation and a free per call.
+pub(crate) fn borrow<'a>(
+    caller: &'a Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    borrow_in(Some(memory(caller)?.data(caller)), ptr, len)
+}
+
+/// Guest memory to read arguments from and the store data to change, at once (for a host
+/// function that looks an argument up in its state without copying it).
+pub(crate) fn split<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> (Option<&'a [u8]>, &'a mut HostState) {
+    match caller.data().memory {
+        Some(mem) => {
+            let (bytes, state) = mem.data_and_store_mut(caller);
+            (Some(bytes), state)
+        }
+        None => (None, caller.data_mut()),
+    }
+}
+
 /// Copies `len` bytes at `ptr` out of guest memory; an out-of-bounds range traps.
 pub(crate) fn read(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<Vec<u8>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    let mem = memory(caller)?;
-    let r = range(ptr, len)?;
-    mem.data(&*caller)
-        .get(r.clone())
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| {
-            trap(format!(
-                "guest memory access out of bounds: {}..{}",
-                r.start, r.end
-            ))
-        })
+    borrow(caller, ptr, len).map(<[u8]>::to_vec)
 }
 
 /// Reads a UTF-8 string argument; invalid UTF-8 is replaced (names are compared, not trusted).
@@ -73,17 +107,16 @@ pub(crate) fn write(
         return Ok(());
     }
     let mem = memory(caller)?;
+    put(mem.data_mut(&mut *caller), ptr, data)
+}
+
+/// Writes non-empty `data` at `ptr` into `bytes` (guest memory); an out-of-bounds range traps.
+fn put(bytes: &mut [u8], ptr: i32, data: &[u8]) -> wasmtime::Result<()> {
     let r = range(ptr, data.len() as i32)?;
-    let slot = mem
-        .data_mut(&mut *caller)
+    bytes
         .get_mut(r.clone())
-        .ok_or_else(|| {
-            trap(format!(
-                "guest memory access out of bounds: {}..{}",
-                r.start, r.end
-            ))
-        })?;
-    slot.copy_from_slice(data);
+        .ok_or_else(|| out_of_bounds(&r))?
+        .copy_from_slice(data);
     Ok(())
 }
 
@@ -131,11 +164,13 @@ pub(crate) fn copy_out(
     size_ptr: i32,
 ) -> wasmtime::Result<()> {
     let size = u32::try_from(data.len()).map_err(|_| trap("value larger than 4 GiB"))?;
-    let mut addr = 0u32;
+    let addr = if size > 0 { allocate(caller, size)? } else { 0 };
+    // One memory lookup for the three writes (the allocator may have grown the memory, so
+    // not before it).
+    let bytes = memory(caller)?.data_mut(&mut *caller);
     if size > 0 {
-        addr = allocate(caller, size)?;
-        write(caller, addr as i32, data)?;
+        put(bytes, addr as i32, data)?;
     }
-    write_u32(caller, ptr_ptr, addr)?;
-    write_u32(caller, size_ptr, size)
+    put(bytes, ptr_ptr, &addr.to_le_bytes())?;
+    put(bytes, size_ptr, &size.to_le_bytes())
 }
