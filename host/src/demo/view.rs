@@ -32,11 +32,7 @@ pub const COUNTERS: [&str; 4] = [
 
 /// Reads a counter from the record (0 when absent).
 pub fn counter(record: Option<&Value>, name: &str) -> u64 {
-    record
-        .and_then(|r| r.get("stats"))
-        .and_then(|s| s.get(name))
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
+    u64_at(record.and_then(|r| r.get("stats")), name)
 }
 
 /// Renders a frame as plain text lines.
@@ -162,6 +158,7 @@ pub struct FleetFrame<'a> {
     pub flaky_failing_phases: u64,
 }
 
+/// The unsigned integer at `key` of a JSON object (0 when absent or not one).
 fn u64_at(v: Option<&Value>, key: &str) -> u64 {
     v.and_then(|v| v.get(key))
         .and_then(Value::as_u64)
