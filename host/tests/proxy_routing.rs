@@ -172,3 +172,52 @@ fn upstream_failures_become_envoys_local_replies() {
     assert_eq!(status, 200);
     server.shutdown();
 }
+
+#[test]
+fn dns_cluster_with_auto_host_rewrite_sends_the_dns_name_as_host() {
+    // The upstream's Host header and request target come from what the cluster resolved: the
+    // DNS name with auto_host_rewrite, the client's Host otherwise (built once per resolved host).
+    let (a, seen) = upstream("alpha");
+    let yaml = BootstrapBuilder::new()
+        .listener(Listener::new("test", any()).route(Route::to_cluster("/", "alpha").timeout("5s")))
+        .cluster(Cluster::new("alpha", &[a]))
+        .to_yaml()
+        .replace("type: STATIC", "type: STRICT_DNS")
+        .replace(
+            &format!("address: \"127.0.0.1\", port_value: {}", a.port()),
+            &format!("address: \"localhost\", port_value: {}", a.port()),
+        )
+        .replace(
+            "route: { cluster: alpha",
+            "route: { auto_host_rewrite: true, cluster: alpha",
+        );
+    assert!(
+        yaml.contains("\"localhost\"") && yaml.contains("auto_host_rewrite"),
+        "{yaml}"
+    );
+    let (server, addr) = start(&yaml);
+    // STRICT_DNS resolves in the background: wait, bounded, for the first answer from alpha.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, _, body) = get(addr, "/x", "");
+        if status == 200 || std::time::Instant::now() > deadline {
+            assert_eq!(status, 200, "{body}");
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body, "alpha /x ");
+    let heads = seen.heads.lock().unwrap().clone();
+    let last = heads.last().expect("alpha saw the request");
+    let host = last
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("host:")
+                .map(|v| v.trim().to_string())
+        })
+        .expect("a host header");
+    assert_eq!(host, "localhost", "{last}");
+    assert!(last.starts_with("GET /x HTTP/1.1"), "{last}");
+    server.shutdown();
+}

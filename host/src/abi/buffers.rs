@@ -34,9 +34,12 @@ const PLUGIN_CONFIGURATION: u32 = 7;
 const MAX_BUFFER_TYPE: u32 = 8;
 
 /// What `getBuffer` gives for a read.
-enum Readable {
-    /// The bytes (possibly none).
-    Bytes(Vec<u8>),
+enum Readable<'a> {
+    /// The bytes (possibly none), borrowed from the host's state: a read copies only the range
+    /// it asks for. (Cloning the whole buffer per call made a filter that reads each new
+    /// chunk of a buffered body quadratic in the body size: ~32 MiB of copies for a 1 MiB POST
+    /// in 16 KiB chunks.)
+    Bytes(&'a [u8]),
     /// No such buffer now: NOT_FOUND.
     Missing,
     /// A type above 8: BAD_ARGUMENT.
@@ -44,34 +47,35 @@ enum Readable {
 }
 
 /// The bytes of buffer `kind` as the current context sees it.
-fn readable(state: &mut HostState, kind: u32) -> Readable {
-    let body = |state: &mut HostState, dir: Direction| {
+fn readable(state: &HostState, kind: u32) -> Readable<'_> {
+    let body = |dir: Direction| {
         state
-            .stream()
+            .streams
+            .get(&state.effective_context)
             .and_then(|s| {
                 let side = s.side(dir);
-                side.reach.body.then(|| side.body.clone()).flatten()
+                side.reach.body.then_some(side.body.as_deref()).flatten()
             })
             .unwrap_or_default()
     };
     match kind {
-        REQUEST_BODY => Readable::Bytes(body(state, Direction::Request)),
-        RESPONSE_BODY => Readable::Bytes(body(state, Direction::Response)),
+        REQUEST_BODY => Readable::Bytes(body(Direction::Request)),
+        RESPONSE_BODY => Readable::Bytes(body(Direction::Response)),
         HTTP_CALL_RESPONSE_BODY => match state
             .http_call_result
             .as_ref()
             .and_then(|r| r.response.as_ref())
         {
-            Some(r) => Readable::Bytes(r.body.to_vec()),
+            Some(r) => Readable::Bytes(&r.body),
             None => Readable::Missing,
         },
-        VM_CONFIGURATION => Readable::Bytes(state.spec.vm_configuration.clone()),
+        VM_CONFIGURATION => Readable::Bytes(&state.spec.vm_configuration),
         PLUGIN_CONFIGURATION if state.plugin_config_readable => {
-            Readable::Bytes(state.spec.configuration.clone())
+            Readable::Bytes(&state.spec.configuration)
         }
         PLUGIN_CONFIGURATION => Readable::Missing,
         k if k > MAX_BUFFER_TYPE => Readable::BadType,
-        _ => Readable::Bytes(Vec::new()),
+        _ => Readable::Bytes(&[]),
     }
 }
 
@@ -132,16 +136,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ret_ptr: i32,
          ret_size: i32|
          -> wasmtime::Result<i32> {
-            let data = match readable(caller.data_mut(), kind as u32) {
-                Readable::Bytes(data) => data,
+            let kind = kind as u32;
+            let len = match readable(caller.data(), kind) {
+                Readable::Bytes(data) => data.len(),
                 Readable::Missing => return Ok(AbiStatus::NotFound.code()),
                 Readable::BadType => return Ok(AbiStatus::BadArgument.code()),
             };
-            let start = (start as u32 as usize).min(data.len());
-            let end = start
-                .saturating_add(max_size as u32 as usize)
-                .min(data.len());
-            memory::copy_out(&mut caller, &data[start..end], ret_ptr, ret_size)?;
+            let start = (start as u32 as usize).min(len);
+            let end = start.saturating_add(max_size as u32 as usize).min(len);
+            // Copied straight from the buffer into the guest's allocation: the allocator runs
+            // first, then the range is taken again (it cannot have changed: the allocator is
+            // guest code with no stream callback in between, but a module could call a host
+            // function from it, so a changed buffer traps instead of copying a stale range).
+            memory::copy_out_from(&mut caller, end - start, ret_ptr, ret_size, |state| {
+                match readable(state, kind) {
+                    Readable::Bytes(data) => data.get(start..end),
+                    _ => None,
+                }
+            })?;
             Ok(AbiStatus::Ok.code())
         },
     ))?;

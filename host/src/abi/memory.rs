@@ -154,6 +154,35 @@ fn allocate(caller: &mut Caller<'_, HostState>, size: u32) -> wasmtime::Result<u
     Ok(ptr)
 }
 
+/// Hands `size` bytes the host keeps in its state to the guest without an intermediate copy:
+/// allocates in the guest, then `source` picks the bytes out of the state (it must give
+/// exactly `size` bytes, else the call traps), and they are copied straight into the
+/// allocation. Otherwise as [`copy_out`].
+pub(crate) fn copy_out_from(
+    caller: &mut Caller<'_, HostState>,
+    size: usize,
+    ptr_ptr: i32,
+    size_ptr: i32,
+    source: impl FnOnce(&HostState) -> Option<&[u8]>,
+) -> wasmtime::Result<()> {
+    let size32 = u32::try_from(size).map_err(|_| trap("value larger than 4 GiB"))?;
+    let addr = if size > 0 {
+        allocate(caller, size32)?
+    } else {
+        0
+    };
+    let mem = memory(caller)?;
+    let (bytes, state) = mem.data_and_store_mut(&mut *caller);
+    if size > 0 {
+        let data = source(state)
+            .filter(|d| d.len() == size)
+            .ok_or_else(|| trap("the buffer changed while the guest allocated its copy"))?;
+        put(bytes, addr as i32, data)?;
+    }
+    put(bytes, ptr_ptr, &addr.to_le_bytes())?;
+    put(bytes, size_ptr, &size32.to_le_bytes())
+}
+
 /// Hands `data` to the guest: allocates a copy and writes its address and size to
 /// `ptr_ptr`/`size_ptr`. Empty data is returned as a null pointer and size 0, as Envoy does
 /// (the SDK reads that as "no value": e.g. `(None, Some(cas))` for an emptied shared-data key).

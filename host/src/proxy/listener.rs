@@ -270,7 +270,8 @@ fn uuid_text(hi: u64, lo: u64) -> String {
         out[pos] = HEX[nibble as usize];
         pos += 1;
     }
-    out.iter().map(|&c| char::from(c)).collect()
+    // Hex digits and dashes only: always ASCII.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -74,7 +74,10 @@ impl Carry {
 
 /// One unit of a body as it arrives.
 pub(super) enum Unit {
-    Data(Vec<u8>, bool),
+    /// A chunk, whether it is the last, and how many bytes the body still announces after it
+    /// (its exact size hint, e.g. from `content-length`; 0 when unknown): a filter that buffers
+    /// gets room for the rest at once instead of a reallocation per doubling.
+    Data(Vec<u8>, bool, usize),
     Trailers(HeaderList),
     Error(BoxError),
     /// Nothing more will come.
@@ -102,7 +105,7 @@ impl Source {
             match self.body.frame().await {
                 None => {
                     self.finished = true;
-                    return Unit::Data(Vec::new(), true);
+                    return Unit::Data(Vec::new(), true, 0);
                 }
                 Some(Err(e)) => {
                     self.finished = true;
@@ -112,7 +115,10 @@ impl Source {
                     Ok(data) => {
                         let eos = http_body::Body::is_end_stream(&self.body);
                         self.finished = eos;
-                        return Unit::Data(data.to_vec(), eos);
+                        let more = http_body::Body::size_hint(&self.body).exact().unwrap_or(0);
+                        let more = usize::try_from(more).unwrap_or(usize::MAX);
+                        // No copy when the frame owns its allocation alone.
+                        return Unit::Data(Vec::from(data), eos, more);
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {

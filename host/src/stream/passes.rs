@@ -28,7 +28,8 @@ pub(super) fn take_headers(s: &HttpStream, dir: Direction, continued: bool) -> H
 }
 
 /// Passes one chunk through `order[range]`; each filter's buffered data is kept in its stream
-/// state, so the callback sees the whole buffer so far.
+/// state, so the callback sees the whole buffer so far. `more` is how many bytes the body still
+/// announces after this chunk (0 when unknown), to size a filter's buffer once.
 pub(super) async fn feed(
     chain: &Chain,
     dir: Direction,
@@ -36,6 +37,7 @@ pub(super) async fn feed(
     range: Range<usize>,
     mut chunk: Vec<u8>,
     eos: bool,
+    more: usize,
 ) -> Fed {
     for pos in range {
         let s = &chain.streams[order[pos]];
@@ -47,10 +49,18 @@ pub(super) async fn feed(
         }
         let (len, over) = s
             .with(|st| {
-                let buffering = st.side_mut(dir).body.is_some();
-                let buf = st.side_mut(dir).body.get_or_insert_with(Vec::new);
-                buf.extend_from_slice(&chunk);
-                let len = buf.len();
+                let slot = &mut st.side_mut(dir).body;
+                let buffering = slot.is_some();
+                // A filter that is not buffering gets the chunk itself (no copy); one that is
+                // gets it appended to what it holds.
+                let len = match slot {
+                    Some(buf) => {
+                        reserve_rest(buf, chunk.len(), more, chain.limit);
+                        buf.extend_from_slice(&chunk);
+                        buf.len()
+                    }
+                    None => slot.insert(std::mem::take(&mut chunk)).len(),
+                };
                 st.side_mut(dir).reach.body = true;
                 st.side_mut(dir).resume = false;
                 (len, buffering && len > chain.limit)
@@ -89,6 +99,20 @@ pub(super) async fn feed(
         }
     }
     Fed::Out(chunk)
+}
+
+/// Makes room in a filter's buffer for `incoming` bytes and, when it has to grow anyway, for
+/// the `more` bytes the body still announces — never past what the buffer limit lets a filter
+/// hold (one byte more is enough to see it is over), so a client's `content-length` cannot make
+/// the host allocate more than the limit.
+fn reserve_rest(buf: &mut Vec<u8>, incoming: usize, more: usize, limit: usize) {
+    let needed = buf.len().saturating_add(incoming);
+    if needed <= buf.capacity() {
+        return;
+    }
+    let cap = limit.saturating_add(1).max(needed);
+    let target = needed.saturating_add(more).min(cap);
+    buf.reserve_exact(target - buf.len());
 }
 
 /// Passes trailers through `order[range]`. A filter holding body data lets it go when its
@@ -141,7 +165,7 @@ pub(super) async fn feed_trailers(
                     .unwrap_or((None, None));
                 list = trailers.unwrap_or_default();
                 if let Some(held) = held {
-                    match feed(chain, dir, order, pos + 1..end, held, false).await {
+                    match feed(chain, dir, order, pos + 1..end, held, false, 0).await {
                         Fed::Out(out) => released.extend_from_slice(&out),
                         Fed::Held => {}
                         Fed::End(p, e) => return Err((p, e)),
@@ -197,19 +221,21 @@ pub(super) async fn held(
         };
         // Fed outside the select: a resume arriving meanwhile waits for the next round.
         match unit {
-            Unit::Data(data, eos) => match feed(chain, dir, order, 0..h + 1, data, eos).await {
-                Fed::Out(data) => {
-                    *carry = Carry {
-                        from: h + 1,
-                        data,
-                        eos,
-                        trailers: None,
-                    };
-                    return Ok(());
+            Unit::Data(data, eos, more) => {
+                match feed(chain, dir, order, 0..h + 1, data, eos, more).await {
+                    Fed::Out(data) => {
+                        *carry = Carry {
+                            from: h + 1,
+                            data,
+                            eos,
+                            trailers: None,
+                        };
+                        return Ok(());
+                    }
+                    Fed::Held => {}
+                    Fed::End(pos, e) => return Err((pos, e)),
                 }
-                Fed::Held => {}
-                Fed::End(pos, e) => return Err((pos, e)),
-            },
+            }
             Unit::Trailers(list) => {
                 let (data, list) = feed_trailers(chain, dir, order, 0..h + 1, list).await?;
                 *carry = Carry {
@@ -244,7 +270,7 @@ pub(super) async fn pass_carry(
     };
     if !c.data.is_empty() || (c.eos && c.trailers.is_none()) {
         let eos = c.eos && c.trailers.is_none();
-        match feed(chain, dir, order, c.from..to, c.data, eos).await {
+        match feed(chain, dir, order, c.from..to, c.data, eos, 0).await {
             Fed::Out(data) => {
                 out.data = data;
                 out.eos = eos;
@@ -316,4 +342,36 @@ pub(super) async fn headers_pass(
             .unwrap_or(false);
     }
     Ok((list, carry, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reserve_rest;
+
+    #[test]
+    fn a_growing_buffer_gets_room_for_the_announced_rest_but_never_past_the_limit() {
+        // Room already there: nothing changes.
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(&[1; 10]);
+        reserve_rest(&mut buf, 20, 1_000, 100);
+        assert_eq!(buf.capacity(), 64);
+
+        // Has to grow: to what the body announces in all.
+        let mut buf = vec![1u8; 16];
+        reserve_rest(&mut buf, 16, 968, 4_096);
+        assert!(buf.capacity() >= 1_000, "capacity {}", buf.capacity());
+        assert!(buf.capacity() < 2_000, "capacity {}", buf.capacity());
+
+        // A huge announced length is capped at the limit + 1 (enough to see it is over).
+        let mut buf = vec![1u8; 16];
+        reserve_rest(&mut buf, 16, usize::MAX, 1_024);
+        assert!(buf.capacity() >= 1_025, "capacity {}", buf.capacity());
+        assert!(buf.capacity() < 2_048, "capacity {}", buf.capacity());
+
+        // Past the limit already: room for the chunk itself, no more.
+        let mut buf = vec![1u8; 2_000];
+        reserve_rest(&mut buf, 100, 1_000_000, 1_024);
+        assert!(buf.capacity() >= 2_100, "capacity {}", buf.capacity());
+        assert!(buf.capacity() < 4_000, "capacity {}", buf.capacity());
+    }
 }

@@ -89,23 +89,25 @@ pub(super) async fn pump(
         };
         match unit {
             Unit::Finished => return Ok(()),
-            Unit::Data(data, eos) => match feed(chain, dir, order, 0..n, data, eos).await {
-                Fed::Out(out) => {
-                    if !sink.data(out).await && dir == Direction::Response {
-                        mark_ended_early(
-                            chain,
-                            flags::DOWNSTREAM_CONNECTION_TERMINATION,
-                            "downstream_remote_disconnect",
-                        );
-                        return Ok(());
+            Unit::Data(data, eos, more) => {
+                match feed(chain, dir, order, 0..n, data, eos, more).await {
+                    Fed::Out(out) => {
+                        if !sink.data(out).await && dir == Direction::Response {
+                            mark_ended_early(
+                                chain,
+                                flags::DOWNSTREAM_CONNECTION_TERMINATION,
+                                "downstream_remote_disconnect",
+                            );
+                            return Ok(());
+                        }
+                        if eos {
+                            return Ok(());
+                        }
                     }
-                    if eos {
-                        return Ok(());
-                    }
+                    Fed::Held => {}
+                    Fed::End(pos, e) => return Err((pos, e)),
                 }
-                Fed::Held => {}
-                Fed::End(pos, e) => return Err((pos, e)),
-            },
+            }
             Unit::Trailers(list) => {
                 let (data, list) = feed_trailers(chain, dir, order, 0..n, list).await?;
                 sink.data(data).await;
