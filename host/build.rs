@@ -122,7 +122,7 @@ fn optimise(wasm: &Path) -> PathBuf {
             None => {
                 println!(
                     "cargo:warning=wasm-opt not found: embedding the filter without `wasm-opt -Oz` \
-                     (npm install binaryen, then put node_modules/.bin on PATH or set WASM_OPT; \
+                     (apt-get install binaryen, or npm install binaryen and put node_modules/.bin on PATH or set WASM_OPT; \
                      WASM_OPT=off silences this)"
                 );
                 return wasm.to_path_buf();

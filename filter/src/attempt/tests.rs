@@ -146,15 +146,19 @@ fn kept_body_gives_up_over_the_limit_and_says_why() {
     let mut b = KeptBody::default();
     assert_eq!(b.not_replayable(), Some(NotReplayable::BodyIncomplete));
     assert!(b.fits(4, 4));
-    b.keep(b"abcd");
+    b.keep(b"ab".to_vec());
+    assert_eq!(&*b.bytes(), b"ab");
+    b.keep(Vec::new());
+    b.keep(b"cd".to_vec());
+    assert_eq!(b.len(), 4);
     assert!(!b.fits(1, 4));
     b.complete();
     assert_eq!(b.not_replayable(), None);
-    assert_eq!(b.bytes(), b"abcd");
+    assert_eq!(&*b.bytes(), b"abcd");
     b.give_up();
     assert_eq!(b.not_replayable(), Some(NotReplayable::BodyOverLimit));
     assert!(b.is_empty());
-    b.keep(b"more");
+    b.keep(b"more".to_vec());
     assert!(b.is_empty(), "nothing is kept after giving up");
 }
 

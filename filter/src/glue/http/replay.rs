@@ -85,12 +85,12 @@ impl FailoverHttp {
         let headers: Vec<(&str, &str)> =
             text.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let body = self.body.bytes();
-        let streamed = replay.accepts_event_stream() || attempt::body_asks_for_stream(body);
+        let streamed = replay.accepts_event_stream() || attempt::body_asks_for_stream(&body);
         let timeout_ms = attempt::replay_timeout_ms(cfg, streamed);
         let token = hostcalls::dispatch_http_call(
             &cfg.endpoint(idx).cluster,
             headers,
-            (!body.is_empty()).then_some(body),
+            (!body.is_empty()).then_some(&body),
             vec![],
             Duration::from_millis(timeout_ms),
         )?;

@@ -45,7 +45,7 @@ impl FailoverHttp {
             return;
         }
         match abi::body(BufferType::HttpRequestBody, start, len) {
-            Ok(bytes) => self.body.keep(&bytes),
+            Ok(bytes) => self.body.keep(bytes),
             Err(status) => {
                 warn!(
                     "#{} reading the request body: the host answered {status}; not replayable",
