@@ -155,15 +155,15 @@ fn allocate(caller: &mut Caller<'_, HostState>, size: u32) -> wasmtime::Result<u
 }
 
 /// Hands `size` bytes the host keeps in its state to the guest without an intermediate copy:
-/// allocates in the guest, then `source` picks the bytes out of the state (it must give
-/// exactly `size` bytes, else the call traps), and they are copied straight into the
-/// allocation. Otherwise as [`copy_out`].
+/// allocates in the guest, then `fill` writes the bytes from the state straight into the
+/// allocation (it returns false when it cannot fill exactly that many: the call traps).
+/// Otherwise as [`copy_out`].
 pub(crate) fn copy_out_from(
     caller: &mut Caller<'_, HostState>,
     size: usize,
     ptr_ptr: i32,
     size_ptr: i32,
-    source: impl FnOnce(&HostState) -> Option<&[u8]>,
+    fill: impl FnOnce(&HostState, &mut [u8]) -> bool,
 ) -> wasmtime::Result<()> {
     let size32 = u32::try_from(size).map_err(|_| trap("value larger than 4 GiB"))?;
     let addr = if size > 0 {
@@ -174,10 +174,13 @@ pub(crate) fn copy_out_from(
     let mem = memory(caller)?;
     let (bytes, state) = mem.data_and_store_mut(&mut *caller);
     if size > 0 {
-        let data = source(state)
-            .filter(|d| d.len() == size)
-            .ok_or_else(|| trap("the buffer changed while the guest allocated its copy"))?;
-        put(bytes, addr as i32, data)?;
+        let r = range(addr as i32, size32 as i32)?;
+        let dest = bytes.get_mut(r.clone()).ok_or_else(|| out_of_bounds(&r))?;
+        if !fill(state, dest) {
+            return Err(trap(
+                "the buffer changed while the guest allocated its copy",
+            ));
+        }
     }
     put(bytes, ptr_ptr, &addr.to_le_bytes())?;
     put(bytes, size_ptr, &size32.to_le_bytes())

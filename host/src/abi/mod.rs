@@ -46,6 +46,7 @@ macro_rules! restricted {
 }
 pub(crate) use restricted;
 
+pub(crate) mod body_buffer;
 pub(crate) mod buffers;
 pub(crate) mod foreign;
 pub(crate) mod headers;

@@ -8,6 +8,7 @@
 //! [`crate::seam`], and the process-wide state is reached through [`ProcessStores`], the
 //! projection of it host functions need.
 
+use super::body_buffer::BodyBuffer;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
@@ -99,7 +100,7 @@ pub(crate) struct DirState {
     /// Set when a plugin changed the headers: the driver rebuilds the HTTP head from the list
     /// only then.
     pub headers_changed: bool,
-    pub body: Option<Vec<u8>>,
+    pub body: Option<BodyBuffer>,
     pub trailers: Option<HeaderList>,
     pub reach: Reach,
     /// `continue_stream` for this direction was called.

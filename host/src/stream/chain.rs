@@ -10,6 +10,9 @@ use http_body_util::BodyExt;
 
 use super::convert::trailers_list;
 use super::{REQUEST_TOO_LARGE_DETAILS, RESPONSE_TOO_LARGE_DETAILS};
+use bytes::Bytes;
+
+use crate::abi::body_buffer::BodyBuffer;
 use crate::abi::state::{Direction, HeaderList, LogView, PluginReply, ResponseMeta};
 use crate::body::{Body, BoxError};
 use crate::vm::{Action, HttpStream, VmError};
@@ -49,7 +52,7 @@ pub(super) enum Step {
 /// Where a body chunk ended up after passing filters.
 pub(super) enum Fed {
     /// Passed every filter of the range: send it on (possibly empty).
-    Out(Vec<u8>),
+    Out(BodyBuffer),
     /// A filter is buffering it (StopIterationAndBuffer).
     Held,
     /// The filter at this position of the order ended the stream.
@@ -61,7 +64,7 @@ pub(super) enum Fed {
 #[derive(Default)]
 pub(super) struct Carry {
     pub(super) from: usize,
-    pub(super) data: Vec<u8>,
+    pub(super) data: BodyBuffer,
     pub(super) eos: bool,
     pub(super) trailers: Option<HeaderList>,
 }
@@ -74,10 +77,8 @@ impl Carry {
 
 /// One unit of a body as it arrives.
 pub(super) enum Unit {
-    /// A chunk, whether it is the last, and how many bytes the body still announces after it
-    /// (its exact size hint, e.g. from `content-length`; 0 when unknown): a filter that buffers
-    /// gets room for the rest at once instead of a reallocation per doubling.
-    Data(Vec<u8>, bool, usize),
+    /// A chunk as it was read, and whether it is the last.
+    Data(Bytes, bool),
     Trailers(HeaderList),
     Error(BoxError),
     /// Nothing more will come.
@@ -105,7 +106,7 @@ impl Source {
             match self.body.frame().await {
                 None => {
                     self.finished = true;
-                    return Unit::Data(Vec::new(), true, 0);
+                    return Unit::Data(Bytes::new(), true);
                 }
                 Some(Err(e)) => {
                     self.finished = true;
@@ -115,10 +116,7 @@ impl Source {
                     Ok(data) => {
                         let eos = http_body::Body::is_end_stream(&self.body);
                         self.finished = eos;
-                        let more = http_body::Body::size_hint(&self.body).exact().unwrap_or(0);
-                        let more = usize::try_from(more).unwrap_or(usize::MAX);
-                        // No copy when the frame owns its allocation alone.
-                        return Unit::Data(Vec::from(data), eos, more);
+                        return Unit::Data(data, eos);
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {

@@ -6,6 +6,7 @@ use std::ops::Range;
 use super::chain::{
     dead, outcome, too_large, wait_resume, Carry, Chain, End, Fed, Source, Step, Unit,
 };
+use crate::abi::body_buffer::BodyBuffer;
 use crate::abi::state::{Direction, HeaderList};
 use crate::vm::HttpStream;
 
@@ -28,16 +29,14 @@ pub(super) fn take_headers(s: &HttpStream, dir: Direction, continued: bool) -> H
 }
 
 /// Passes one chunk through `order[range]`; each filter's buffered data is kept in its stream
-/// state, so the callback sees the whole buffer so far. `more` is how many bytes the body still
-/// announces after this chunk (0 when unknown), to size a filter's buffer once.
+/// state, so the callback sees the whole buffer so far (the chunks themselves: never copied).
 pub(super) async fn feed(
     chain: &Chain,
     dir: Direction,
     order: &[usize],
     range: Range<usize>,
-    mut chunk: Vec<u8>,
+    mut chunk: BodyBuffer,
     eos: bool,
-    more: usize,
 ) -> Fed {
     for pos in range {
         let s = &chain.streams[order[pos]];
@@ -51,12 +50,11 @@ pub(super) async fn feed(
             .with(|st| {
                 let slot = &mut st.side_mut(dir).body;
                 let buffering = slot.is_some();
-                // A filter that is not buffering gets the chunk itself (no copy); one that is
-                // gets it appended to what it holds.
+                // A filter that is not buffering gets the chunk; one that is gets it appended to
+                // what it holds.
                 let len = match slot {
                     Some(buf) => {
-                        reserve_rest(buf, chunk.len(), more, chain.limit);
-                        buf.extend_from_slice(&chunk);
+                        buf.append(std::mem::take(&mut chunk));
                         buf.len()
                     }
                     None => slot.insert(std::mem::take(&mut chunk)).len(),
@@ -75,7 +73,7 @@ pub(super) async fn feed(
         let mut step = outcome(chain, s, result, dir);
         if matches!(step, Step::Pause) {
             let held = s
-                .with(|st| st.side_mut(dir).body.as_ref().map_or(0, Vec::len))
+                .with(|st| st.side_mut(dir).body.as_ref().map_or(0, BodyBuffer::len))
                 .unwrap_or(0);
             if held > chain.limit {
                 return Fed::End(pos, too_large(dir));
@@ -101,20 +99,6 @@ pub(super) async fn feed(
     Fed::Out(chunk)
 }
 
-/// Makes room in a filter's buffer for `incoming` bytes and, when it has to grow anyway, for
-/// the `more` bytes the body still announces — never past what the buffer limit lets a filter
-/// hold (one byte more is enough to see it is over), so a client's `content-length` cannot make
-/// the host allocate more than the limit.
-fn reserve_rest(buf: &mut Vec<u8>, incoming: usize, more: usize, limit: usize) {
-    let needed = buf.len().saturating_add(incoming);
-    if needed <= buf.capacity() {
-        return;
-    }
-    let cap = limit.saturating_add(1).max(needed);
-    let target = needed.saturating_add(more).min(cap);
-    buf.reserve_exact(target - buf.len());
-}
-
 /// Passes trailers through `order[range]`. A filter holding body data lets it go when its
 /// trailers continue (before the trailers); a Pause waits for `continue_stream`. Returns the
 /// body data released on the way (it passed the rest of the range) and the trailers.
@@ -124,8 +108,8 @@ pub(super) async fn feed_trailers(
     order: &[usize],
     range: Range<usize>,
     mut list: HeaderList,
-) -> Result<(Vec<u8>, HeaderList), (usize, End)> {
-    let mut released = Vec::new();
+) -> Result<(BodyBuffer, HeaderList), (usize, End)> {
+    let mut released = BodyBuffer::default();
     let end = range.end;
     for pos in range {
         let s = &chain.streams[order[pos]];
@@ -165,8 +149,8 @@ pub(super) async fn feed_trailers(
                     .unwrap_or((None, None));
                 list = trailers.unwrap_or_default();
                 if let Some(held) = held {
-                    match feed(chain, dir, order, pos + 1..end, held, false, 0).await {
-                        Fed::Out(out) => released.extend_from_slice(&out),
+                    match feed(chain, dir, order, pos + 1..end, held, false).await {
+                        Fed::Out(out) => released.append(out),
                         Fed::Held => {}
                         Fed::End(p, e) => return Err((p, e)),
                     }
@@ -221,8 +205,17 @@ pub(super) async fn held(
         };
         // Fed outside the select: a resume arriving meanwhile waits for the next round.
         match unit {
-            Unit::Data(data, eos, more) => {
-                match feed(chain, dir, order, 0..h + 1, data, eos, more).await {
+            Unit::Data(data, eos) => {
+                match feed(
+                    chain,
+                    dir,
+                    order,
+                    0..h + 1,
+                    BodyBuffer::from_chunk(data),
+                    eos,
+                )
+                .await
+                {
                     Fed::Out(data) => {
                         *carry = Carry {
                             from: h + 1,
@@ -270,7 +263,7 @@ pub(super) async fn pass_carry(
     };
     if !c.data.is_empty() || (c.eos && c.trailers.is_none()) {
         let eos = c.eos && c.trailers.is_none();
-        match feed(chain, dir, order, c.from..to, c.data, eos, 0).await {
+        match feed(chain, dir, order, c.from..to, c.data, eos).await {
             Fed::Out(data) => {
                 out.data = data;
                 out.eos = eos;
@@ -285,7 +278,7 @@ pub(super) async fn pass_carry(
     }
     if let Some(list) = c.trailers {
         let (data, list) = feed_trailers(chain, dir, order, c.from..to, list).await?;
-        out.data.extend_from_slice(&data);
+        out.data.append(data);
         out.eos = true;
         out.trailers = Some(list);
     }
@@ -342,36 +335,4 @@ pub(super) async fn headers_pass(
             .unwrap_or(false);
     }
     Ok((list, carry, changed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reserve_rest;
-
-    #[test]
-    fn a_growing_buffer_gets_room_for_the_announced_rest_but_never_past_the_limit() {
-        // Room already there: nothing changes.
-        let mut buf = Vec::with_capacity(64);
-        buf.extend_from_slice(&[1; 10]);
-        reserve_rest(&mut buf, 20, 1_000, 100);
-        assert_eq!(buf.capacity(), 64);
-
-        // Has to grow: to what the body announces in all.
-        let mut buf = vec![1u8; 16];
-        reserve_rest(&mut buf, 16, 968, 4_096);
-        assert!(buf.capacity() >= 1_000, "capacity {}", buf.capacity());
-        assert!(buf.capacity() < 2_000, "capacity {}", buf.capacity());
-
-        // A huge announced length is capped at the limit + 1 (enough to see it is over).
-        let mut buf = vec![1u8; 16];
-        reserve_rest(&mut buf, 16, usize::MAX, 1_024);
-        assert!(buf.capacity() >= 1_025, "capacity {}", buf.capacity());
-        assert!(buf.capacity() < 2_048, "capacity {}", buf.capacity());
-
-        // Past the limit already: room for the chunk itself, no more.
-        let mut buf = vec![1u8; 2_000];
-        reserve_rest(&mut buf, 100, 1_000_000, 1_024);
-        assert!(buf.capacity() >= 2_100, "capacity {}", buf.capacity());
-        assert!(buf.capacity() < 4_000, "capacity {}", buf.capacity());
-    }
 }

@@ -1,11 +1,11 @@
 //! Feeding the rest of a body through every filter into its destination.
 
-use bytes::Bytes;
 use http_body::Frame;
 
 use super::chain::{mark_ended_early, Carry, Chain, End, Fed, Source, Unit};
 use super::convert::header_map;
 use super::passes::{feed, feed_trailers, pass_carry};
+use crate::abi::body_buffer::BodyBuffer;
 use crate::abi::state::{Direction, HeaderList};
 use crate::body::FrameSender;
 use crate::seam::flags;
@@ -19,15 +19,22 @@ pub(super) enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// False when the receiver is gone.
-    async fn data(&mut self, data: Vec<u8>) -> bool {
-        if data.is_empty() {
-            return true;
-        }
+    /// False when the receiver is gone. A body some filter held goes on as the chunks it came
+    /// in, one frame each.
+    async fn data(&mut self, data: BodyBuffer) -> bool {
         match self {
-            Sink::Channel(tx) => tx.send(Ok(Frame::data(Bytes::from(data)))).await.is_ok(),
+            Sink::Channel(tx) => {
+                for chunk in data.into_chunks() {
+                    if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
             Sink::Collect(out) => {
-                out.extend_from_slice(&data);
+                for chunk in data.into_chunks() {
+                    out.extend_from_slice(&chunk);
+                }
                 true
             }
         }
@@ -89,8 +96,8 @@ pub(super) async fn pump(
         };
         match unit {
             Unit::Finished => return Ok(()),
-            Unit::Data(data, eos, more) => {
-                match feed(chain, dir, order, 0..n, data, eos, more).await {
+            Unit::Data(data, eos) => {
+                match feed(chain, dir, order, 0..n, BodyBuffer::from_chunk(data), eos).await {
                     Fed::Out(out) => {
                         if !sink.data(out).await && dir == Direction::Response {
                             mark_ended_early(
