@@ -174,7 +174,7 @@ impl FailoverRoot {
     /// The context of a new request: the filter when configured, else a pass-through.
     pub fn create_http_context(&self, context_id: u32) -> Context {
         match &self.plugin {
-            Some(p) => Context::Http(FailoverHttp::new(context_id, p.clone())),
+            Some(p) => Context::Http(Box::new(FailoverHttp::new(context_id, p.clone()))),
             None => Context::Passthrough,
         }
     }

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Why not the SDK (`proxy-wasm` 0.2.5): its dispatcher exports every callback (gRPC ones
-//! included), keeps each context as a `Box<dyn>` in a SipHash map looked up on every callback,
+//! included), keeps each context as a `Box<dyn>` in a hash map looked up on every callback,
 //! and `panic!`s on any status its wrappers do not expect (bench/PROFILE.md, bench/WASM_SIZE.md).
 
 pub mod codec;
