@@ -27,3 +27,8 @@ pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+
+// The ABI's byte encodings are plain functions: their golden-byte tests run natively.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "glue/abi/codec.rs"]
+mod abi_codec;

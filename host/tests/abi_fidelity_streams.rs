@@ -6,7 +6,8 @@
 //! - a Pause from a headers callback holds back that direction's body callbacks until the
 //!   stream is continued (C4, H7);
 //! - `send_http_response` after the response started resets the stream (H8);
-//! - routing sees the headers the filters left (H1).
+//! - routing sees the headers the filters left (H1);
+//! - callbacks a module does not export count as Continue / done / nothing to do (L17).
 
 #[path = "wat/common.rs"]
 mod common;
@@ -382,6 +383,61 @@ async fn a_header_set_in_on_request_headers_reaches_the_router() {
                 seen.borrow().as_ref().and_then(|v| v.to_str().ok()),
                 Some("beta")
             );
+        })
+        .await;
+}
+
+// ===== callbacks a module does not export (L17) =====
+
+#[tokio::test(flavor = "current_thread")]
+async fn callbacks_a_module_does_not_export_count_as_continue_and_done() {
+    // cpp-host looks every callback up once and treats a missing one as having nothing to do:
+    // no `proxy_on_vm_start`/`proxy_on_configure` → started and configured, no body or trailers
+    // callback → Continue, no `proxy_on_done` → done, no `proxy_on_log`/`proxy_on_delete` →
+    // skipped. A module exporting only its header callbacks must serve stream after stream.
+    init_logs();
+    let wasm = module(
+        r#"
+        (data (i32.const 0) "headers")
+        (func $count
+          (drop (call $define_metric (i32.const 0) (i32.const 0) (i32.const 7) (i32.const 3000)))
+          (drop (call $increment_metric (i32.load (i32.const 3000)) (i64.const 1))))
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (call $count)
+          (i32.const 0))
+        (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+          (call $count)
+          (i32.const 0))
+        "#,
+    );
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let shared = HostShared::new().unwrap();
+            let vm = match start(&shared, &spec("p", "vm", wasm), FakeClusters::none()) {
+                Ok(vm) => vm,
+                Err(e) => panic!("a module without vm_start/configure starts: {e}"),
+            };
+            for round in 1..=3 {
+                let resp = run_filter_chain(
+                    std::slice::from_ref(&vm),
+                    downstream(),
+                    request(chunked(["aaa", "bbb", "ccc"])),
+                    |req| async move {
+                        let got = req.into_body().collect().await.unwrap().to_bytes();
+                        assert_eq!(&got[..], b"aaabbbccc", "the request body passed on");
+                        upstream(chunked(["x", "y", "z"]))
+                    },
+                )
+                .await;
+                assert_eq!(resp.status(), 200);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(&body[..], b"xyz", "the response body passed on");
+                assert_eq!(
+                    metric(&shared, "headers"),
+                    2 * round,
+                    "both header callbacks ran"
+                );
+            }
         })
         .await;
 }

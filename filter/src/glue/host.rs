@@ -1,26 +1,39 @@
 //! Thin, non-panicking wrappers over the host calls the filter uses: shared data as a
-//! [`SharedStore`], the clock, properties, metrics.
+//! [`SharedStore`], the clock, properties, metrics, HTTP calls.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
-
+use super::abi::{self, HostStatus, MetricType, SharedValue};
+use super::contexts;
 use crate::store::{SetResult, SharedStore, StoreError};
 
-/// Sends one HTTP call through the owning root context (so the SDK routes the answer back to
-/// it): the verifier's probes and the syncer's etcd calls.
+/// Sends one HTTP call through the owning root context (so its answer is routed back to it):
+/// the verifier's probes and the syncer's etcd calls.
 pub type Dispatch<'a> =
-    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, Status>;
+    &'a dyn Fn(&str, Vec<(&str, &str)>, Option<&[u8]>, Duration) -> Result<u32, HostStatus>;
+
+/// Sends an HTTP call on behalf of context `owner`, whose `on_http_call_response` gets the
+/// answer.
+pub fn dispatch_http_call(
+    owner: u32,
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, HostStatus> {
+    let token = abi::http_call(cluster, headers, body, timeout)?;
+    contexts::register_call(token, owner);
+    Ok(token)
+}
 
 /// Shared data through the real host calls.
 pub struct ProxyStore;
 
 impl SharedStore for ProxyStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match hostcalls::get_shared_data(key) {
-            Ok((None, None)) => Ok(None),
-            Ok((value, cas)) => Ok(Some((value.unwrap_or_default(), cas.unwrap_or(0)))),
+        match abi::get_shared_data(key) {
+            Ok(SharedValue::Missing) => Ok(None),
+            Ok(SharedValue::Present(value, cas)) => Ok(Some((value, cas))),
             Err(status) => Err(StoreError {
                 op: "get",
                 key: key.to_string(),
@@ -30,9 +43,9 @@ impl SharedStore for ProxyStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<SetResult, StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
+        match abi::set_shared_data(key, value, cas) {
             Ok(()) => Ok(SetResult::Stored),
-            Err(Status::CasMismatch) => Ok(SetResult::CasMismatch),
+            Err(abi::CAS_MISMATCH) => Ok(SetResult::CasMismatch),
             Err(status) => Err(StoreError {
                 op: "set",
                 key: key.to_string(),
@@ -42,49 +55,25 @@ impl SharedStore for ProxyStore {
     }
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    /// The ABI's `proxy_get_log_level`, declared here with a plain integer out-parameter: the
-    /// SDK's wrapper panics on a status it does not expect and reads the level straight into
-    /// an enum, and the filter must never panic on what a host hands it.
-    fn proxy_get_log_level(return_level: *mut u32) -> u32;
-}
-
 /// Sets the filter's log filter to the host's level, so `debug!`/`trace!` lines are neither
 /// formatted in the guest nor copied to the host when the host would drop them (Envoy logs
 /// `info` and up by default). Called when a root context starts, is configured, and on every
 /// tick, so a level changed at run time (Envoy's `/logging` admin endpoint) is followed within
 /// one tick. An unknown answer leaves the level as it is.
 pub fn follow_host_log_level() {
-    let mut raw: u32 = u32::MAX;
-    // SAFETY: the host writes one u32 through a pointer to a live local.
-    let status = unsafe { proxy_get_log_level(&mut raw) };
-    if status != Status::Ok as u32 {
-        return;
+    if let Ok(raw) = abi::vm::log_level() {
+        abi::logger::set_level(raw);
     }
-    let level = match raw {
-        0 => LogLevel::Trace,
-        1 => LogLevel::Debug,
-        2 => LogLevel::Info,
-        3 => LogLevel::Warn,
-        4 => LogLevel::Error,
-        5 => LogLevel::Critical,
-        _ => return,
-    };
-    proxy_wasm::set_log_level(level);
 }
 
 /// Wall-clock ms since the Unix epoch, as the host tells it (0 if it cannot).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    abi::vm::current_time_ns().map_or(0, |ns| ns / 1_000_000)
 }
 
 /// A property's raw bytes; `None` when missing or unreadable.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    abi::property(path).ok().flatten()
 }
 
 /// A property as text, lossily decoded.
@@ -99,20 +88,20 @@ pub struct Metric(Option<u32>);
 impl Metric {
     /// Defines (or finds: same name in every VM is one stat) a metric.
     pub fn define(kind: MetricType, name: &str) -> Self {
-        Self(hostcalls::define_metric(kind, name).ok())
+        Self(abi::define_metric(kind, name).ok())
     }
 
     /// Adds one to a counter.
     pub fn inc(self) {
         if let Some(id) = self.0 {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, 1);
         }
     }
 
     /// Sets a gauge.
     pub fn set(self, value: u64) {
         if let Some(id) = self.0 {
-            let _ = hostcalls::record_metric(id, value);
+            let _ = abi::record_metric(id, value);
         }
     }
 }

@@ -2,7 +2,8 @@
 //! for `wasm32`.
 //!
 //! ```text
-//!  main!  ─ registers FailoverRoot (no host calls allowed here but logging)
+//!  abi::exports  ─ the proxy_on_* callbacks; _initialize installs the logger (no host calls
+//!                  allowed there but logging); contexts.rs finds the context of each call
 //!  FailoverRoot (one per root context: the HTTP filter's, and the verifier's)
 //!    on_configure ─ parse config, define metrics, create the record, start the tick
 //!    on_tick      ─ verifier: lease, fleet sync round (syncer.rs), due probes (verifier.rs)
@@ -15,17 +16,10 @@
 //! ```
 
 mod abi;
+mod contexts;
 mod host;
 mod http;
 mod plugin;
 mod root;
 mod syncer;
 mod verifier;
-
-use proxy_wasm::types::LogLevel;
-
-proxy_wasm::main! {{
-    // Everything until the first root callback asks the host (host::follow_host_log_level).
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|context_id| Box::new(root::FailoverRoot::new(context_id)));
-}}

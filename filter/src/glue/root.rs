@@ -7,11 +7,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Bytes, ContextType};
 
-use super::host::{follow_host_log_level, now_ms, property_string, Metrics};
-use super::http::{FailoverHttp, Unconfigured};
+use super::abi::{self, BufferType, MapType};
+use super::contexts::Context;
+use super::host::{dispatch_http_call, follow_host_log_level, now_ms, property_string, Metrics};
+use super::http::FailoverHttp;
 use super::plugin::Plugin;
 use super::syncer::{member_name, FleetMetrics, Syncer};
 use super::verifier::Verifier;
@@ -33,7 +33,7 @@ pub struct FailoverRoot {
 }
 
 impl FailoverRoot {
-    /// Created by the SDK for each root context (no host calls allowed yet).
+    /// Created for each root context (`proxy_on_context_create` with no parent).
     pub fn new(context_id: u32) -> Self {
         Self {
             context_id,
@@ -44,18 +44,13 @@ impl FailoverRoot {
     }
 }
 
-impl Context for FailoverRoot {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let headers = (num_headers > 0).then(|| self.get_http_call_response_headers_bytes());
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+impl FailoverRoot {
+    /// The answer to one of this root's HTTP calls (the syncer's or the verifier's; 0 headers:
+    /// the call failed).
+    pub fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        let headers = (num_headers > 0)
+            .then(|| abi::headers(MapType::HttpCallResponseHeaders).unwrap_or_default());
+        let body = abi::body(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
         let Some(plugin) = self.plugin.clone() else {
             return;
         };
@@ -68,7 +63,7 @@ impl Context for FailoverRoot {
                             headers: Vec<(&str, &str)>,
                             body: Option<&[u8]>,
                             timeout: Duration| {
-                self.dispatch_http_call(cluster, headers, body, vec![], timeout)
+                dispatch_http_call(self.context_id, cluster, &headers, body, timeout)
             };
             let mine = syncer.on_response(&plugin, token, status, &body, &dispatch);
             self.syncer = Some(syncer);
@@ -81,15 +76,15 @@ impl Context for FailoverRoot {
         };
         verifier.on_response(&plugin, token, headers, &body, syncer);
     }
-}
 
-impl RootContext for FailoverRoot {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+    /// The VM started: follow the host's log level from here on.
+    pub fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
         follow_host_log_level();
         true
     }
 
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    /// Parses and applies the plugin configuration; false rejects it (logged).
+    pub fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         follow_host_log_level();
         let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
         let label = if root_id.is_empty() {
@@ -97,7 +92,7 @@ impl RootContext for FailoverRoot {
         } else {
             root_id.clone()
         };
-        let bytes: Bytes = self.get_plugin_configuration().unwrap_or_default();
+        let bytes = abi::plugin_configuration();
         let env = |name: &str| std::env::var(name).ok();
         let config = match Config::parse(&bytes, &env) {
             Ok(c) => c,
@@ -139,7 +134,9 @@ impl RootContext for FailoverRoot {
         if let Some(s) = &self.syncer {
             tick = tick.min(s.tick_period());
         }
-        self.set_tick_period(tick);
+        if let Err(status) = abi::set_tick_period(tick) {
+            warn!("[{label}] setting the tick period: the host answered {status}");
+        }
         let singleton = root_id == VERIFIER_ROOT_ID;
         let owner = format!("{label}-{:08x}", seed as u32);
         self.verifier = Some(Verifier::new(owner, singleton));
@@ -154,7 +151,8 @@ impl RootContext for FailoverRoot {
         true
     }
 
-    fn on_tick(&mut self) {
+    /// The timer: the verifier's round (and fleet mode's sync).
+    pub fn on_tick(&mut self) {
         follow_host_log_level();
         let (Some(plugin), Some(mut verifier)) = (self.plugin.clone(), self.verifier.take()) else {
             return;
@@ -165,7 +163,7 @@ impl RootContext for FailoverRoot {
                             headers: Vec<(&str, &str)>,
                             body: Option<&[u8]>,
                             timeout: Duration| {
-                self.dispatch_http_call(cluster, headers, body, vec![], timeout)
+                dispatch_http_call(self.context_id, cluster, &headers, body, timeout)
             };
             verifier.tick(&plugin, &dispatch, syncer.as_mut());
         }
@@ -173,14 +171,11 @@ impl RootContext for FailoverRoot {
         self.verifier = Some(verifier);
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    /// The context of a new request: the filter when configured, else a pass-through.
+    pub fn create_http_context(&self, context_id: u32) -> Context {
         match &self.plugin {
-            Some(p) => Some(Box::new(FailoverHttp::new(context_id, p.clone()))),
-            None => Some(Box::new(Unconfigured)),
+            Some(p) => Context::Http(Box::new(FailoverHttp::new(context_id, p.clone()))),
+            None => Context::Passthrough,
         }
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }

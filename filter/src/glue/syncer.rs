@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::abi::MetricType;
 use log::{debug, info, warn};
-use proxy_wasm::types::MetricType;
 
 use super::host::{now_ms, Dispatch, Metric, ProxyStore};
 use super::plugin::Plugin;

@@ -2,13 +2,11 @@
 //! of the original request.
 
 use log::{debug, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, MapType};
 use serde_json::json;
 
 use super::FailoverHttp;
 use crate::config::EndpointIdx;
-use crate::glue::abi;
+use crate::glue::abi::{self, Action, MapType};
 use crate::glue::host::{now_ms, property_string};
 use crate::status_page;
 
@@ -108,12 +106,12 @@ impl FailoverHttp {
         }
         // Envoy ≥ 1.2x: re-run route matching now that the header is set; older Envoy clears the
         // route cache itself for ABI 0.2.1 modules and answers NOT_FOUND here.
-        match hostcalls::call_foreign_function("clear_route_cache", None) {
-            Ok(_) | Err(proxy_wasm::types::Status::NotFound) => {}
+        match abi::call_foreign_function("clear_route_cache", None) {
+            Ok(_) => {}
+            Err(status) if status.is_not_found() => {}
             Err(status) => warn!(
-                "#{} clear_route_cache: the host answered {}",
-                self.ctx,
-                abi::HostStatus::from(status)
+                "#{} clear_route_cache: the host answered {status}",
+                self.ctx
             ),
         }
         self.attempts.attempted(idx);

@@ -27,14 +27,12 @@
 use std::rc::Rc;
 
 use log::{debug, warn};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
 
 mod local;
 mod replay;
 mod stream;
 
-use super::abi;
+use super::abi::{self, Action, BufferType, MapType};
 use super::host::{now_ms, property, property_string};
 use super::plugin::Plugin;
 use crate::attempt::{self, Attempts, KeptBody, NotReplayable, ReplayRequest};
@@ -46,11 +44,6 @@ use crate::config::EndpointIdx;
 use crate::retry_after;
 use crate::select::{self, Choice};
 use crate::status_page;
-
-/// The context used when the root context is not configured: passes everything through.
-pub struct Unconfigured;
-impl Context for Unconfigured {}
-impl HttpContext for Unconfigured {}
 
 /// Which answer the client gets if every attempt fails.
 enum LastAnswer {
@@ -201,14 +194,10 @@ impl FailoverHttp {
     }
 }
 
-impl Context for FailoverHttp {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+/// The callbacks (`abi::exports` → `glue::contexts` → here).
+impl FailoverHttp {
+    /// The answer to this request's replay (0 headers: the call failed).
+    pub fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
         let Some(pending) = self.pending else {
             return;
         };
@@ -218,10 +207,9 @@ impl Context for FailoverHttp {
         self.pending = None;
         self.call_answered(pending, num_headers, body_size);
     }
-}
 
-impl HttpContext for FailoverHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    /// Request headers: status page, copy for replay, choose and route, maybe hold.
+    pub fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let plugin = self.plugin.clone();
         let cfg = &plugin.config;
         // The request map is ours only now: read everything later phases need.
@@ -278,7 +266,8 @@ impl HttpContext for FailoverHttp {
         Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    /// A request body chunk: keep a copy; release a held request once complete.
+    pub fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !self.body.is_complete() {
             self.keep_request_bytes(body_size);
         }
@@ -298,13 +287,15 @@ impl HttpContext for FailoverHttp {
         Action::Continue
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    /// Request trailers: the body is complete.
+    pub fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.body.complete();
         self.holding_request = false;
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    /// Response headers: classify; on failure record and replay elsewhere.
+    pub fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.answered {
             return Action::Continue;
         }
@@ -360,7 +351,8 @@ impl HttpContext for FailoverHttp {
         }
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    /// A response body chunk: judge a held event stream, watch a streaming one.
+    pub fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.pending.is_some() {
             // The failed answer waits while a replay runs; it is replaced or resumed after.
             return Action::Pause;
@@ -379,7 +371,8 @@ impl HttpContext for FailoverHttp {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    /// The stream ended: record a cut, free trial slots.
+    pub fn on_log(&mut self) {
         self.record_cut();
         // The request has ended: free the trial slots it still holds (a recovered endpoint has
         // none left; an expired slot taken by someone else is not touched).

@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType, StreamType};
 
 use super::{FailoverHttp, LastAnswer, Pending, NOT_REPLAYED_HEADER};
 use crate::attempt;
 use crate::classify::{classify, decode_status, Observation, Reason, Verdict};
 use crate::config::{EndpointIdx, HOP_BY_HOP};
-use crate::glue::abi;
-use crate::glue::host::now_ms;
+use crate::glue::abi::{self, Action, BufferType, MapType, StreamType};
+use crate::glue::host::{dispatch_http_call, now_ms};
 use crate::retry_after;
 use crate::select::{self, Choice};
 
@@ -77,9 +75,7 @@ impl FailoverHttp {
     pub(super) fn dispatch(&self, idx: EndpointIdx) -> Result<Pending, abi::HostStatus> {
         let cfg = &self.plugin.config;
         let Some(replay) = &self.replay else {
-            return Err(abi::HostStatus(
-                proxy_wasm::types::Status::BadArgument as u32,
-            ));
+            return Err(abi::BAD_ARGUMENT);
         };
         let text = replay.headers_for(cfg, idx);
         let headers: Vec<(&str, &str)> =
@@ -87,11 +83,11 @@ impl FailoverHttp {
         let body = self.body.bytes();
         let streamed = replay.accepts_event_stream() || attempt::body_asks_for_stream(&body);
         let timeout_ms = attempt::replay_timeout_ms(cfg, streamed);
-        let token = hostcalls::dispatch_http_call(
+        let token = dispatch_http_call(
+            self.ctx,
             &cfg.endpoint(idx).cluster,
-            headers,
-            (!body.is_empty()).then_some(&body),
-            vec![],
+            &headers,
+            (!body.is_empty()).then_some(&*body),
             Duration::from_millis(timeout_ms),
         )?;
         Ok(Pending {

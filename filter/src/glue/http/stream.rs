@@ -2,13 +2,12 @@
 //! its first event, `event: error` watching once it streams, and cuts seen at the end.
 
 use log::{debug, warn};
-use proxy_wasm::types::{Action, BufferType};
 
 use super::FailoverHttp;
 use crate::attempt::{self, FirstEvent};
 use crate::classify::{decode_u64_le, Reason, ResponseFlags};
 use crate::config::EndpointIdx;
-use crate::glue::abi;
+use crate::glue::abi::{self, Action, BufferType};
 use crate::glue::host::{now_ms, property, property_string};
 
 impl FailoverHttp {

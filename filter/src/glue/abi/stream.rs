@@ -1,13 +1,13 @@
-//! The stream host calls the request path makes, declared here so that no answer of the host
-//! can panic the VM.
+//! The host calls of one HTTP stream: its header maps, its bodies, resuming it, answering it
+//! locally.
 //!
-//! The SDK's wrappers (`proxy_wasm::hostcalls`) `panic!` on any status they do not expect, and
 //! Envoy answers BadArgument for a header map, body or trailers the current callback does not
-//! own (`Context::getMap`/`getBuffer` return null once the phase returned Continue). A panic
-//! kills the Wasm VM and every later request of that worker with it. These wrappers hand every
-//! status back as a `Result` instead; callers log it and go on.
+//! own (`Context::getMap`/`getBuffer` return null once the phase returned Continue). The SDK's
+//! wrappers `panic!`ed on statuses like that, which kills the Wasm VM and every later request of
+//! that worker with it; these hand every status back as a `Result`, and callers log it and go on.
 
-use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
+use super::codec::{decode_pairs, encode_pairs};
+use super::{check, owned, BufferType, HostStatus, MapType, StreamType, NOT_FOUND};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -48,54 +48,6 @@ extern "C" {
     ) -> u32;
 }
 
-/// A host status other than OK (the raw number: the host may answer one the SDK's enum lacks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostStatus(pub u32);
-
-impl std::fmt::Display for HostStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            1 => "NotFound",
-            2 => "BadArgument",
-            3 => "SerializationFailure",
-            4 => "ParseFailure",
-            7 => "Empty",
-            8 => "CasMismatch",
-            10 => "InternalFailure",
-            _ => return write!(f, "status {}", self.0),
-        };
-        f.write_str(name)
-    }
-}
-
-impl From<Status> for HostStatus {
-    fn from(s: Status) -> Self {
-        HostStatus(s as u32)
-    }
-}
-
-fn check(status: u32) -> Result<(), HostStatus> {
-    if status == Status::Ok as u32 {
-        Ok(())
-    } else {
-        Err(HostStatus(status))
-    }
-}
-
-/// Takes ownership of bytes the host wrote into guest memory (allocated through the SDK's
-/// `proxy_on_memory_allocate`, i.e. this module's global allocator).
-///
-/// # Safety
-/// `data`/`len` must come from a host call that just succeeded.
-unsafe fn owned(data: *mut u8, len: usize) -> Vec<u8> {
-    if data.is_null() {
-        Vec::new()
-    } else {
-        // SAFETY: the host allocated `len` bytes at `data` with our allocator and hands them over.
-        unsafe { Vec::from_raw_parts(data, len, len) }
-    }
-}
-
 /// One header's value; `Ok(None)` when the map has no such header.
 pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
     let mut data = std::ptr::null_mut();
@@ -104,7 +56,7 @@ pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
     let status = unsafe {
         proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut len)
     };
-    if status == Status::NotFound as u32 {
+    if status == NOT_FOUND {
         return Ok(None);
     }
     check(status)?;
@@ -121,40 +73,6 @@ pub fn headers(map: MapType) -> Result<Vec<(String, Vec<u8>)>, HostStatus> {
     // SAFETY: the call succeeded.
     let bytes = unsafe { owned(data, len) };
     Ok(decode_pairs(&bytes))
-}
-
-/// Decodes the ABI's map encoding: count, then (name length, value length) per pair, then each
-/// name and value followed by a NUL. Stops at the first inconsistency instead of panicking.
-fn decode_pairs(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let word = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
-    };
-    let Some(count) = word(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut sizes = 4usize;
-    let Some(mut at) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
-        return Vec::new();
-    };
-    for _ in 0..count {
-        let (Some(nl), Some(vl)) = (word(sizes), word(sizes + 4)) else {
-            break;
-        };
-        sizes += 8;
-        let name_end = at.saturating_add(nl);
-        let value_start = name_end.saturating_add(1);
-        let value_end = value_start.saturating_add(vl);
-        let (Some(name), Some(value)) =
-            (bytes.get(at..name_end), bytes.get(value_start..value_end))
-        else {
-            break;
-        };
-        out.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
-        at = value_end.saturating_add(1);
-    }
-    out
 }
 
 /// Sets (replaces) a header, or removes every copy with `None`.
@@ -175,13 +93,14 @@ pub fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), H
     check(status)
 }
 
-/// Bytes `start..start + max` of a body buffer; empty when the buffer has none there.
+/// Bytes `start..start + max` of a buffer; empty when the buffer has none there (NOT_FOUND, or
+/// OK without data).
 pub fn body(buffer: BufferType, start: usize, max: usize) -> Result<Vec<u8>, HostStatus> {
     let mut data = std::ptr::null_mut();
     let mut len = 0;
     // SAFETY: pointers to live locals.
     let status = unsafe { proxy_get_buffer_bytes(buffer as u32, start, max, &mut data, &mut len) };
-    if status == Status::NotFound as u32 {
+    if status == NOT_FOUND {
         return Ok(Vec::new());
     }
     check(status)?;
@@ -216,22 +135,4 @@ pub fn send_response(
             -1,
         )
     })
-}
-
-/// Encodes pairs in the ABI's map encoding (see [`decode_pairs`]).
-fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let word = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = Vec::new();
-    out.extend_from_slice(&word(pairs.len()));
-    for (n, v) in pairs {
-        out.extend_from_slice(&word(n.len()));
-        out.extend_from_slice(&word(v.len()));
-    }
-    for (n, v) in pairs {
-        out.extend_from_slice(n.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
 }
