@@ -91,6 +91,20 @@ impl FleetStatus {
             "endpoints": endpoints,
         })
     }
+
+    /// Carries on the process's counters from `last`, the snapshot the previous leader of this
+    /// process published: a root context that takes the lead continues them instead of
+    /// starting from its own (the counters are the process's, whichever VM syncs). Only a
+    /// snapshot of the same member counts; a counter never goes down.
+    pub fn continue_counts(&mut self, last: &FleetStatus) {
+        if last.member != self.member {
+            return;
+        }
+        self.syncs = self.syncs.max(last.syncs);
+        self.sync_errors = self.sync_errors.max(last.sync_errors);
+        self.outages_started = self.outages_started.max(last.outages_started);
+        self.adopted = self.adopted.max(last.adopted);
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +138,51 @@ mod tests {
         assert_eq!(v["endpoints"][0]["fleet_state"], "parked");
         assert_eq!(v["endpoints"][0]["local_state"], "healthy");
         assert_eq!(v["endpoints"][1]["fleet_state"], "healthy");
+    }
+
+    #[test]
+    fn a_new_leader_continues_the_counters_of_its_member_only() {
+        let last = FleetStatus {
+            member: "m1".into(),
+            syncs: 7,
+            sync_errors: 2,
+            outages_started: 1,
+            adopted: 3,
+            ..FleetStatus::default()
+        };
+        let mut fresh = FleetStatus {
+            member: "m1".into(),
+            syncs: 1,
+            ..FleetStatus::default()
+        };
+        fresh.continue_counts(&last);
+        assert_eq!(
+            (
+                fresh.syncs,
+                fresh.sync_errors,
+                fresh.outages_started,
+                fresh.adopted
+            ),
+            (7, 2, 1, 3)
+        );
+        // Its own counts are never lowered.
+        let mut ahead = FleetStatus {
+            member: "m1".into(),
+            syncs: 9,
+            outages_started: 4,
+            ..FleetStatus::default()
+        };
+        ahead.continue_counts(&last);
+        assert_eq!(
+            (ahead.syncs, ahead.outages_started, ahead.adopted),
+            (9, 4, 3)
+        );
+        // Another member's snapshot is not ours.
+        let mut other = FleetStatus {
+            member: "m2".into(),
+            ..FleetStatus::default()
+        };
+        other.continue_counts(&last);
+        assert_eq!((other.syncs, other.outages_started), (0, 0));
     }
 }

@@ -142,6 +142,18 @@ impl Syncer {
         }
     }
 
+    /// This root context just took the lead (the verifier lease) from another one of this
+    /// process, or for the first time: carry on the process's counters from the snapshot the
+    /// last leader published, so the status page's `syncs`, `outages_started` and `adopted`
+    /// count for the process, not for whichever VM leads now. (Each counted from 0 before:
+    /// after a lease moved, e.g. from the main thread's root context to the singleton, or
+    /// under load, the page could show an outage this member started as never started.)
+    pub fn took_lead(&mut self) {
+        if let Some(last) = read_status() {
+            self.status.continue_counts(&last);
+        }
+    }
+
     /// The config it runs with.
     pub fn config(&self) -> &FleetConfig {
         &self.cfg

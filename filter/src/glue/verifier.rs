@@ -80,6 +80,9 @@ impl Verifier {
             }
             if !self.leading {
                 info!("[{}] verifier running here ({})", plugin.label, self.owner);
+                if let Some(syncer) = fleet.as_deref_mut() {
+                    syncer.took_lead();
+                }
             }
             self.leading = true;
         }
