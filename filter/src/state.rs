@@ -542,6 +542,9 @@ impl Record {
 }
 
 #[cfg(test)]
+mod differential;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -166,4 +166,6 @@ impl Config {
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;

@@ -123,7 +123,7 @@ impl StatusItem {
                 _ => {
                     return Err(r.error(
                         &path.index(i),
-                        item.end,
+                        r.after_element(item),
                         "data did not match any variant of untagged enum StatusItem".into(),
                     ))
                 }

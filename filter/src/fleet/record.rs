@@ -378,6 +378,9 @@ impl FleetRecord {
 }
 
 #[cfg(test)]
+mod differential;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;

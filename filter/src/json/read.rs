@@ -95,6 +95,26 @@ impl<'a> Reader<'a> {
         Error::at_index(self.src, index, path.render(), message)
     }
 
+    /// The offset after any whitespace at `i`.
+    fn skip_whitespace(&self, mut i: usize) -> usize {
+        while matches!(self.src.get(i), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            i += 1;
+        }
+        i
+    }
+
+    /// Where serde_json placed an error raised by an array element's own `Deserialize` (no
+    /// position of its own, such as an untagged enum's): after the array looked past the
+    /// element for `,` or `]` — past the `]`, or past the `,` and the whitespace after it.
+    pub fn after_element(&self, element: &Value) -> usize {
+        let i = self.skip_whitespace(element.end);
+        match self.src.get(i) {
+            Some(b']') => i + 1,
+            Some(b',') => self.skip_whitespace(i + 1),
+            _ => i,
+        }
+    }
+
     /// "invalid type: …, expected …", where serde_json would report it (before an array or
     /// object, after anything else).
     #[cold]
@@ -221,7 +241,7 @@ impl<'a> Reader<'a> {
                             // serde_path_to_error had read the key: it names it.
                             return Err(self.error(
                                 &path.key(&m.key),
-                                m.key_end,
+                                self.skip_whitespace(m.key_end),
                                 unknown_field(&m.key, shape.fields),
                             ));
                         }
@@ -230,7 +250,7 @@ impl<'a> Reader<'a> {
                     if seen & (1 << i) != 0 {
                         return Err(self.error(
                             path,
-                            m.key_end,
+                            self.skip_whitespace(m.key_end),
                             format!("duplicate field `{}`", m.key),
                         ));
                     }
@@ -241,11 +261,7 @@ impl<'a> Reader<'a> {
                 if missing != 0 {
                     let i = missing.trailing_zeros() as usize;
                     let name = shape.fields.get(i).copied().unwrap_or_default();
-                    return Err(self.error(
-                        path,
-                        v.end.saturating_sub(1),
-                        format!("missing field `{name}`"),
-                    ));
+                    return Err(self.error(path, v.end, format!("missing field `{name}`")));
                 }
             }
             Kind::Array(items) => {
@@ -261,7 +277,7 @@ impl<'a> Reader<'a> {
                     let i = missing.trailing_zeros();
                     return Err(self.error(
                         path,
-                        v.end.saturating_sub(1),
+                        v.end,
                         format!(
                             "invalid length {i}, expected {} with {} elements",
                             shape.name,
