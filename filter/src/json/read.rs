@@ -367,7 +367,7 @@ pub(crate) fn float_text(text: &str) -> String {
             _ => (false, exp_part),
         };
         let mut n: i64 = 0;
-        for b in digits.bytes() {
+        for b in digits.bytes().filter(u8::is_ascii_digit) {
             n = (n * 10 + i64::from(b - b'0')).min(100_000);
         }
         if neg {
@@ -380,7 +380,11 @@ pub(crate) fn float_text(text: &str) -> String {
         Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
         None => (mantissa, ""),
     };
-    let mut digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
+    let mut digits: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .filter(u8::is_ascii_digit)
+        .collect();
     // Value = 0.DIGITS × 10^(int_len + exp); dec_exp is the exponent of the first digit.
     let mut dec_exp = int_part.len() as i64 + exp - 1;
     let lead = digits.iter().take_while(|&&d| d == b'0').count();

@@ -330,6 +330,11 @@ proptest! {
     }
 
     #[test]
+    fn float_names_never_panic(text in ".{0,30}") {
+        let _ = read::float_text(&text);
+    }
+
+    #[test]
     fn written_strings_read_back(s in any::<String>()) {
         let mut w = Writer::new();
         w.str(&s);
