@@ -184,4 +184,88 @@ mod tests {
         assert_eq!(v["endpoints"][0]["headers_set"][0], "x-api-key");
         assert_eq!(v["endpoints"][1]["state"], "healthy");
     }
+
+    /// The page as serde_json's `json!` built it before issue 16 (its map sorts keys).
+    fn old_render(config: &Config, record: &Record, now_ms: u64) -> String {
+        use serde_json::json;
+        let endpoints: Vec<serde_json::Value> = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                let name = e.id.as_str();
+                let mut v = json!({
+                    "name": name,
+                    "cluster": e.cluster,
+                    "group": e.group,
+                    "weight": e.weight,
+                    "headers_set": e.request_headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                });
+                match record.queue.get(name) {
+                    Some(q) => {
+                        v["state"] = json!("parked");
+                        v["parked_since_ms"] = json!(q.since_ms);
+                        v["reason"] = json!(q.reason);
+                        v["failures_seen"] = json!(q.failures);
+                        v["last_check_ms"] = json!(q.last_check_ms);
+                        v["next_check_ms"] = json!(q.next_check_ms.max(q.not_before_ms));
+                        v["failed_checks"] = json!(q.checks);
+                        v["ok_streak"] = json!(q.ok_streak);
+                        v["retry_after_until_ms"] = json!(q.not_before_ms);
+                    }
+                    None => {
+                        v["state"] = json!("healthy");
+                        v["strikes"] = json!(record.strikes.get(name).copied().unwrap_or(0));
+                    }
+                }
+                v
+            })
+            .collect();
+        let queue: serde_json::Map<String, serde_json::Value> = record
+            .queue
+            .iter()
+            .map(|(k, q)| {
+                (
+                    k.clone(),
+                    json!({
+                        "since_ms": q.since_ms, "reason": q.reason, "last_check_ms": q.last_check_ms,
+                        "next_check_ms": q.next_check_ms, "checks": q.checks, "ok_streak": q.ok_streak,
+                        "failures": q.failures, "not_before_ms": q.not_before_ms,
+                        "probe_until_ms": q.probe_until_ms,
+                    }),
+                )
+            })
+            .collect();
+        let s = &record.stats;
+        json!({
+            "now_ms": now_ms,
+            "fleet": { "enabled": false },
+            "queue_size": record.queue.len(),
+            "queue": queue,
+            "stats": { "total_failed": s.total_failed, "total_verified": s.total_verified,
+                       "total_recovered": s.total_recovered, "total_still_failed": s.total_still_failed },
+            "endpoints": endpoints,
+            "verifier": { "lease_owner": record.lease.owner, "lease_until_ms": record.lease.until_ms },
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn the_page_is_byte_for_byte_what_serde_json_printed() {
+        let c = config();
+        let mut r = Record::default();
+        assert_eq!(render(&c, &r, 7, None).to_string(), old_render(&c, &r, 7));
+        r.record_failure(&Failure {
+            id: "main",
+            reason: "status 503 \"quoted\" \u{1} via_upstream",
+            now_ms: 10,
+            threshold: 1,
+            interval_ms: 1000,
+            not_before_ms: Some(5000),
+        });
+        r.strikes.insert("spare".into(), 2);
+        r.stats.total_verified = 3;
+        r.lease.owner = "vm-1".into();
+        r.lease.until_ms = 99;
+        assert_eq!(render(&c, &r, 20, None).to_string(), old_render(&c, &r, 20));
+    }
 }
