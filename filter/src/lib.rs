@@ -18,6 +18,7 @@ pub mod classify;
 pub mod config;
 pub mod envoy;
 pub mod fleet;
+pub mod json;
 pub mod probe;
 pub mod retry_after;
 pub mod select;

@@ -22,7 +22,7 @@ pub fn judge(cfg: &VerifierConfig, status: Option<u16>, body: &[u8]) -> Result<(
             Err(format!("status {status} but the body lacks {needle:?}"))
         };
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
+    match crate::json::parse(body) {
         Err(_) => Err(format!("status {status} but the body is not JSON")),
         Ok(v) if is_error_object(&v) => Err(format!("status {status} with an error body")),
         Ok(_) => Ok(()),
@@ -30,12 +30,9 @@ pub fn judge(cfg: &VerifierConfig, status: Option<u16>, body: &[u8]) -> Result<(
 }
 
 /// `{"type":"error", ...}` (Anthropic) or `{"error": {...}}` (OpenAI and most others).
-fn is_error_object(v: &serde_json::Value) -> bool {
-    let Some(obj) = v.as_object() else {
-        return false;
-    };
-    obj.get("type").and_then(|t| t.as_str()) == Some("error")
-        || obj.get("error").is_some_and(|e| !e.is_null())
+fn is_error_object(v: &crate::json::Value) -> bool {
+    v.get("type").and_then(|t| t.as_str()) == Some("error")
+        || v.get("error").is_some_and(|e| !e.is_null())
 }
 
 #[cfg(test)]

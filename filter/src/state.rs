@@ -8,14 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use crate::json::{self, Path, Reader, Shape, Value, Writer};
 
 /// The shared-data key of the record (versioned: a future incompatible layout gets a new key).
 pub const RECORD_KEY: &str = "failover.v1";
 
 /// The seed's counters. They only ever go up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// First insertions into the queue.
     pub total_failed: u64,
@@ -28,8 +27,7 @@ pub struct Stats {
 }
 
 /// One parked endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueEntry {
     /// When it was parked (ms since the Unix epoch).
     pub since_ms: u64,
@@ -53,8 +51,7 @@ pub struct QueueEntry {
 }
 
 /// Which VM runs the verifier.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lease {
     /// Holder id, empty when never taken.
     pub owner: String,
@@ -65,8 +62,7 @@ pub struct Lease {
 /// Everything the VMs share, stored as JSON under [`RECORD_KEY`]. Unknown top-level keys make
 /// it foreign (another plugin's value under our key): it is then replaced, with an error log,
 /// instead of being read as an empty record. (An incompatible layout gets a new key.)
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Parked endpoints by name.
     pub queue: BTreeMap<String, QueueEntry>,
@@ -76,6 +72,132 @@ pub struct Record {
     pub stats: Stats,
     /// The verifier lease.
     pub lease: Lease,
+}
+
+// ===== JSON =====
+
+const RECORD: Shape = Shape {
+    name: "struct Record",
+    fields: &["queue", "strikes", "stats", "lease"],
+    required: 0,
+    deny_unknown: true,
+};
+
+const STATS: Shape = Shape {
+    name: "struct Stats",
+    fields: &[
+        "total_failed",
+        "total_verified",
+        "total_recovered",
+        "total_still_failed",
+    ],
+    required: 0,
+    deny_unknown: false,
+};
+
+const QUEUE_ENTRY: Shape = Shape {
+    name: "struct QueueEntry",
+    fields: &[
+        "since_ms",
+        "reason",
+        "last_check_ms",
+        "next_check_ms",
+        "checks",
+        "ok_streak",
+        "failures",
+        "not_before_ms",
+        "probe_until_ms",
+    ],
+    required: 0,
+    deny_unknown: false,
+};
+
+const LEASE: Shape = Shape {
+    name: "struct Lease",
+    fields: &["owner", "until_ms"],
+    required: 0,
+    deny_unknown: false,
+};
+
+impl Stats {
+    /// Reads the counters (missing ones are 0, unknown keys skipped).
+    ///
+    /// # Errors
+    /// Not an object (or array) of unsigned integers.
+    pub fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Stats, json::Error> {
+        let mut s = Stats::default();
+        r.fields(v, path, &STATS, &mut |i, v, p| {
+            let n = r.u64(v, p)?;
+            match i {
+                0 => s.total_failed = n,
+                1 => s.total_verified = n,
+                2 => s.total_recovered = n,
+                _ => s.total_still_failed = n,
+            }
+            Ok(())
+        })?;
+        Ok(s)
+    }
+
+    /// Writes the counters as an object, in declaration order.
+    pub fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_u64("total_failed", self.total_failed);
+        w.field_u64("total_verified", self.total_verified);
+        w.field_u64("total_recovered", self.total_recovered);
+        w.field_u64("total_still_failed", self.total_still_failed);
+        w.end_object();
+    }
+}
+
+impl QueueEntry {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<QueueEntry, json::Error> {
+        let mut e = QueueEntry::default();
+        r.fields(v, path, &QUEUE_ENTRY, &mut |i, v, p| {
+            match i {
+                0 => e.since_ms = r.u64(v, p)?,
+                1 => e.reason = r.string(v, p)?,
+                2 => e.last_check_ms = r.u64(v, p)?,
+                3 => e.next_check_ms = r.u64(v, p)?,
+                4 => e.checks = r.u32(v, p)?,
+                5 => e.ok_streak = r.u32(v, p)?,
+                6 => e.failures = r.u64(v, p)?,
+                7 => e.not_before_ms = r.u64(v, p)?,
+                _ => e.probe_until_ms = r.u64(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(e)
+    }
+
+    /// Writes the entry as an object, fields in declaration order (the stored format).
+    pub fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_u64("since_ms", self.since_ms);
+        w.field_str("reason", &self.reason);
+        w.field_u64("last_check_ms", self.last_check_ms);
+        w.field_u64("next_check_ms", self.next_check_ms);
+        w.field_u64("checks", u64::from(self.checks));
+        w.field_u64("ok_streak", u64::from(self.ok_streak));
+        w.field_u64("failures", self.failures);
+        w.field_u64("not_before_ms", self.not_before_ms);
+        w.field_u64("probe_until_ms", self.probe_until_ms);
+        w.end_object();
+    }
+}
+
+impl Lease {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Lease, json::Error> {
+        let mut l = Lease::default();
+        r.fields(v, path, &LEASE, &mut |i, v, p| {
+            match i {
+                0 => l.owner = r.string(v, p)?,
+                _ => l.until_ms = r.u64(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(l)
+    }
 }
 
 /// A failure report, as the request path or the verifier makes it.
@@ -155,26 +277,79 @@ impl Backoff {
 impl Record {
     /// Decodes a stored record. An empty value (the SDK's "remove") is a fresh record.
     ///
+    /// Reads what serde's derive read before (issue 16 replaced it): every field optional,
+    /// unknown keys inside an entry skipped, unknown top-level keys refused.
+    ///
     /// # Errors
     /// The JSON error, for a corrupt or foreign value; the caller replaces it.
-    pub fn decode(bytes: &[u8]) -> Result<Record, serde_json::Error> {
+    pub fn decode(bytes: &[u8]) -> Result<Record, json::Error> {
         if bytes.is_empty() {
             return Ok(Record::default());
         }
         // Only an object is ours: serde would also accept a JSON array as the struct's fields
         // in order, so `[]` written by someone else would read as an empty record.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(serde::de::Error::custom(
+            return Err(json::Error::custom(
                 "the shared record is not a JSON object",
             ));
         }
-        serde_json::from_slice(bytes)
+        let (doc, trailing) = json::parse_with_tail(bytes)?;
+        let r = Reader::new(bytes);
+        let mut out = Record::default();
+        let root = Path::ROOT;
+        r.fields(&doc, &root, &RECORD, &mut |i, v, p| {
+            match i {
+                0 => {
+                    out.queue = BTreeMap::new();
+                    for m in r.map(v, p)? {
+                        let entry = QueueEntry::read(&r, &m.value, &p.key(&m.key))?;
+                        out.queue.insert(m.key.clone(), entry);
+                    }
+                }
+                1 => {
+                    out.strikes = BTreeMap::new();
+                    for m in r.map(v, p)? {
+                        out.strikes
+                            .insert(m.key.clone(), r.u32(&m.value, &p.key(&m.key))?);
+                    }
+                }
+                2 => out.stats = Stats::read(&r, v, p)?,
+                _ => out.lease = Lease::read(&r, v, p)?,
+            }
+            Ok(())
+        })?;
+        match trailing {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
-    /// Encodes for storage.
+    /// Encodes for storage: the fields in declaration order, as serde wrote them.
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain maps, strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut w = Writer::new();
+        w.begin_object();
+        w.key("queue");
+        w.begin_object();
+        for (name, e) in &self.queue {
+            w.key(name);
+            e.write(&mut w);
+        }
+        w.end_object();
+        w.key("strikes");
+        w.begin_object();
+        for (name, n) in &self.strikes {
+            w.field_u64(name, u64::from(*n));
+        }
+        w.end_object();
+        w.key("stats");
+        self.stats.write(&mut w);
+        w.key("lease");
+        w.begin_object();
+        w.field_str("owner", &self.lease.owner);
+        w.field_u64("until_ms", self.lease.until_ms);
+        w.end_object();
+        w.end_object();
+        w.into_bytes()
     }
 
     /// True when `id` is parked.
@@ -365,6 +540,9 @@ impl Record {
             .min()
     }
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 mod tests {

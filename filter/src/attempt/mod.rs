@@ -122,9 +122,9 @@ pub fn body_asks_for_stream(body: &[u8]) -> bool {
     if body.is_empty() || !body.trim_ascii_start().starts_with(b"{") {
         return false;
     }
-    serde_json::from_slice::<serde_json::Value>(body)
+    crate::json::parse(body)
         .ok()
-        .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
+        .and_then(|v| v.get("stream").and_then(crate::json::Value::as_bool))
         .unwrap_or(false)
 }
 
@@ -381,9 +381,9 @@ fn data_is_error(value: &[u8]) -> bool {
     if !value.starts_with(b"{") {
         return false;
     }
-    serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| {
-        v.get("type").and_then(serde_json::Value::as_str) == Some("error")
-            || v.get("error").is_some_and(serde_json::Value::is_object)
+    crate::json::parse(value).is_ok_and(|v| {
+        v.get("type").and_then(crate::json::Value::as_str) == Some("error")
+            || v.get("error").is_some_and(crate::json::Value::is_object)
     })
 }
 

@@ -1,11 +1,8 @@
 //! Checks of single values shared by the validation: numbers, header names, `${ENV}`.
 
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-
 use super::model::HeaderValue;
 use super::{invalid, ConfigError};
+use crate::json::{self, Path, Reader, Value};
 
 pub(super) fn positive(path: &str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 {
@@ -133,26 +130,20 @@ impl RawHeaders {
     }
 }
 
-impl<'de> Deserialize<'de> for RawHeaders {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HeadersVisitor;
-        impl<'de> Visitor<'de> for HeadersVisitor {
-            type Value = RawHeaders;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // What serde's `BTreeMap` says.
-                f.write_str("a map")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeaders, A::Error> {
-                let mut out = RawHeaders::default();
-                while let Some((name, value)) = map.next_entry::<String, String>()? {
-                    out.insert(name, value);
-                }
-                Ok(out)
-            }
+impl RawHeaders {
+    /// Reads a JSON object of strings as serde read a `BTreeMap<String, String>`: "expected a
+    /// map" for anything else, each value's errors under `path.<name>`.
+    pub(super) fn read(
+        r: &Reader<'_>,
+        v: &Value,
+        path: &Path<'_>,
+    ) -> Result<RawHeaders, json::Error> {
+        let mut out = RawHeaders::default();
+        for m in r.map(v, path)? {
+            let value = r.string(&m.value, &path.key(&m.key))?;
+            out.insert(m.key.clone(), value);
         }
-        deserializer.deserialize_map(HeadersVisitor)
+        Ok(out)
     }
 }
 
@@ -180,11 +171,15 @@ mod tests {
         Result<RawHeaders, String>,
         Result<BTreeMap<String, String>, String>,
     ) {
-        let ours = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(json))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                format!("{path}: {}", e.into_inner())
-            });
+        let ours = crate::json::parse(json.as_bytes())
+            .and_then(|v| {
+                RawHeaders::read(
+                    &crate::json::Reader::new(json.as_bytes()),
+                    &v,
+                    &crate::json::Path::ROOT,
+                )
+            })
+            .map_err(|e| format!("{}: {e}", e.path));
         let theirs =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(json))
                 .map_err(|e| {

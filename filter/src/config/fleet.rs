@@ -1,37 +1,73 @@
 //! The `fleet` section: its JSON shape and its validation into [`FleetConfig`].
 
-use serde::Deserialize;
-
 use super::fields::{call_timeout, positive, resolve_env};
+use super::raw::opt_string;
 use super::FleetConfig;
 use super::{invalid, ConfigError};
+use crate::json::{self, Path, Reader, Shape, Value};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawFleet {
     cluster: String,
-    #[serde(default = "default_prefix")]
     key_prefix: String,
-    #[serde(default)]
     member: Option<String>,
-    #[serde(default = "default_sync_interval")]
     sync_interval_ms: u64,
-    #[serde(default)]
     timeout_ms: Option<u64>,
-    #[serde(default)]
     offline_after_ms: Option<u64>,
-    #[serde(default)]
     probe_claim_ms: Option<u64>,
-    #[serde(default)]
     authorization: Option<String>,
 }
 
-fn default_prefix() -> String {
-    "/failover".into()
-}
+const FLEET: Shape = Shape {
+    name: "struct RawFleet",
+    fields: &[
+        "cluster",
+        "key_prefix",
+        "member",
+        "sync_interval_ms",
+        "timeout_ms",
+        "offline_after_ms",
+        "probe_claim_ms",
+        "authorization",
+    ],
+    required: 0b1,
+    deny_unknown: true,
+};
 
-fn default_sync_interval() -> u64 {
-    1000
+impl RawFleet {
+    /// Reads the section as serde's derive did (`cluster` required, the rest defaulted).
+    pub(super) fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut f = RawFleet {
+            cluster: String::new(),
+            key_prefix: "/failover".into(),
+            member: None,
+            sync_interval_ms: 1000,
+            timeout_ms: None,
+            offline_after_ms: None,
+            probe_claim_ms: None,
+            authorization: None,
+        };
+        let opt_u64 = |v: &Value, p: &Path<'_>| -> Result<Option<u64>, json::Error> {
+            if v.is_null() {
+                Ok(None)
+            } else {
+                r.u64(v, p).map(Some)
+            }
+        };
+        r.fields(v, path, &FLEET, &mut |i, v, p| {
+            match i {
+                0 => f.cluster = r.string(v, p)?,
+                1 => f.key_prefix = r.string(v, p)?,
+                2 => f.member = opt_string(r, v, p)?,
+                3 => f.sync_interval_ms = r.u64(v, p)?,
+                4 => f.timeout_ms = opt_u64(v, p)?,
+                5 => f.offline_after_ms = opt_u64(v, p)?,
+                6 => f.probe_claim_ms = opt_u64(v, p)?,
+                _ => f.authorization = opt_string(r, v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(f)
+    }
 }
 
 /// Longest default etcd call timeout; a shorter interval gets half of it.

@@ -29,7 +29,7 @@ pub enum ConfigError {
     Shape {
         /// Field path, `.` when the problem is at the top level.
         path: String,
-        /// What serde said, including line and column.
+        /// What serde_json said (or would have), including line and column.
         message: String,
     },
     /// A field parsed but its value is not acceptable.
@@ -132,18 +132,17 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the field path and the bad value (never a secret's value).
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError::Shape {
-                path,
-                message: e.into_inner().to_string(),
-            }
-        })?;
-        de.end().map_err(|e| ConfigError::Shape {
-            path: ".".into(),
+        let shape = |e: crate::json::Error| ConfigError::Shape {
             message: e.to_string(),
-        })?;
+            path: e.path,
+        };
+        // The value first, then what follows it: serde_json reported a field's error before
+        // trailing characters after the document, and so do we.
+        let (doc, trailing) = crate::json::parse_with_tail(json).map_err(shape)?;
+        let raw = RawConfig::read(&crate::json::Reader::new(json), &doc).map_err(shape)?;
+        if let Some(e) = trailing {
+            return Err(shape(e));
+        }
         raw.validate(env)
     }
 
@@ -166,5 +165,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;

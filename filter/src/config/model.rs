@@ -101,11 +101,36 @@ pub struct Endpoint {
 }
 
 /// One item of a status list as JSON spells it: a number (`429`) or text (`"503"`, `"5xx"`).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
 pub(super) enum StatusItem {
     Code(u64),
     Text(String),
+}
+
+impl StatusItem {
+    /// A list of items, each read as serde's `#[serde(untagged)]` enum read it: an unsigned
+    /// integer is a code, a string is text, anything else "did not match any variant".
+    pub(super) fn read_all(
+        r: &crate::json::Reader<'_>,
+        v: &crate::json::Value,
+        path: &crate::json::Path<'_>,
+    ) -> Result<Vec<StatusItem>, crate::json::Error> {
+        let items = r.array(v, path)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(match &item.kind {
+                crate::json::Kind::U64(n) => StatusItem::Code(*n),
+                crate::json::Kind::Str(s) => StatusItem::Text(s.clone()),
+                _ => {
+                    return Err(r.error(
+                        &path.index(i),
+                        r.after_element(item),
+                        "data did not match any variant of untagged enum StatusItem".into(),
+                    ))
+                }
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// A set of HTTP statuses given as classes (`"5xx"`) and single codes (`429`, `"503"`).

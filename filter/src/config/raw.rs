@@ -1,36 +1,63 @@
-//! The JSON shape as serde reads it (unknown fields denied, defaults filled), and its
-//! validation into the typed model.
-
-use serde::Deserialize;
+//! The JSON shape as serde used to read it (unknown fields denied, defaults filled), read by
+//! our own JSON reader with serde's messages and paths, and its validation into the typed
+//! model.
 
 use super::fields::*;
 use super::model::*;
 use super::{invalid, Config, ConfigError};
 use crate::envoy::ResponseFlags;
+use crate::json::{self, Path, Reader, Shape, Value};
 
 // ===== the raw JSON shape =====
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEndpoint {
     name: String,
     cluster: String,
-    #[serde(default)]
     group: Option<String>,
-    #[serde(default = "one")]
     weight: u64,
-    #[serde(default)]
     authority: Option<String>,
-    #[serde(default)]
     request_headers: RawHeaders,
 }
 
-fn one() -> u64 {
-    1
+const ENDPOINT: Shape = Shape {
+    name: "struct RawEndpoint",
+    fields: &[
+        "name",
+        "cluster",
+        "group",
+        "weight",
+        "authority",
+        "request_headers",
+    ],
+    required: 0b11,
+    deny_unknown: true,
+};
+
+impl RawEndpoint {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut e = RawEndpoint {
+            name: String::new(),
+            cluster: String::new(),
+            group: None,
+            weight: 1,
+            authority: None,
+            request_headers: RawHeaders::default(),
+        };
+        r.fields(v, path, &ENDPOINT, &mut |i, v, p| {
+            match i {
+                0 => e.name = r.string(v, p)?,
+                1 => e.cluster = r.string(v, p)?,
+                2 => e.group = opt_string(r, v, p)?,
+                3 => e.weight = r.u64(v, p)?,
+                4 => e.authority = opt_string(r, v, p)?,
+                _ => e.request_headers = RawHeaders::read(r, v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(e)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
 struct RawFailure {
     statuses: Vec<StatusItem>,
     response_flags: Vec<String>,
@@ -50,8 +77,28 @@ impl Default for RawFailure {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+const FAILURE: Shape = Shape {
+    name: "struct RawFailure",
+    fields: &["statuses", "response_flags", "threshold"],
+    required: 0,
+    deny_unknown: true,
+};
+
+impl RawFailure {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut f = RawFailure::default();
+        r.fields(v, path, &FAILURE, &mut |i, v, p| {
+            match i {
+                0 => f.statuses = StatusItem::read_all(r, v, p)?,
+                1 => f.response_flags = r.strings(v, p)?,
+                _ => f.threshold = r.u64(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(f)
+    }
+}
+
 struct RawFailover {
     max_attempts: u64,
     max_request_bytes: u64,
@@ -78,8 +125,42 @@ impl Default for RawFailover {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+const FAILOVER: Shape = Shape {
+    name: "struct RawFailover",
+    fields: &[
+        "max_attempts",
+        "max_request_bytes",
+        "attempt_timeout_ms",
+        "stream_attempt_timeout_ms",
+        "tried_header",
+        "hold_headers",
+        "first_event_timeout_ms",
+        "first_event_max_bytes",
+    ],
+    required: 0,
+    deny_unknown: true,
+};
+
+impl RawFailover {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut f = RawFailover::default();
+        r.fields(v, path, &FAILOVER, &mut |i, v, p| {
+            match i {
+                0 => f.max_attempts = r.u64(v, p)?,
+                1 => f.max_request_bytes = r.u64(v, p)?,
+                2 => f.attempt_timeout_ms = r.u64(v, p)?,
+                3 => f.stream_attempt_timeout_ms = r.u64(v, p)?,
+                4 => f.tried_header = r.string(v, p)?,
+                5 => f.hold_headers = r.bool(v, p)?,
+                6 => f.first_event_timeout_ms = r.u64(v, p)?,
+                _ => f.first_event_max_bytes = r.u64(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(f)
+    }
+}
+
 struct RawProbe {
     method: String,
     path: String,
@@ -102,8 +183,29 @@ impl Default for RawProbe {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+const PROBE: Shape = Shape {
+    name: "struct RawProbe",
+    fields: &["method", "path", "headers", "body"],
+    required: 0,
+    deny_unknown: true,
+};
+
+impl RawProbe {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut probe = RawProbe::default();
+        r.fields(v, path, &PROBE, &mut |i, v, p| {
+            match i {
+                0 => probe.method = r.string(v, p)?,
+                1 => probe.path = r.string(v, p)?,
+                2 => probe.headers = RawHeaders::read(r, v, p)?,
+                _ => probe.body = r.string(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(probe)
+    }
+}
+
 struct RawVerifier {
     interval_ms: u64,
     max_interval_ms: u64,
@@ -128,8 +230,40 @@ impl Default for RawVerifier {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+const VERIFIER: Shape = Shape {
+    name: "struct RawVerifier",
+    fields: &[
+        "interval_ms",
+        "max_interval_ms",
+        "timeout_ms",
+        "success_threshold",
+        "healthy_statuses",
+        "healthy_body_contains",
+        "request",
+    ],
+    required: 0,
+    deny_unknown: true,
+};
+
+impl RawVerifier {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut ver = RawVerifier::default();
+        r.fields(v, path, &VERIFIER, &mut |i, v, p| {
+            match i {
+                0 => ver.interval_ms = r.u64(v, p)?,
+                1 => ver.max_interval_ms = r.u64(v, p)?,
+                2 => ver.timeout_ms = r.u64(v, p)?,
+                3 => ver.success_threshold = r.u64(v, p)?,
+                4 => ver.healthy_statuses = StatusItem::read_all(r, v, p)?,
+                5 => ver.healthy_body_contains = opt_string(r, v, p)?,
+                _ => ver.request = RawProbe::read(r, v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(ver)
+    }
+}
+
 struct RawStatus {
     path: String,
     allow_from: Vec<String>,
@@ -144,34 +278,116 @@ impl Default for RawStatus {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+const STATUS: Shape = Shape {
+    name: "struct RawStatus",
+    fields: &["path", "allow_from"],
+    required: 0,
+    deny_unknown: true,
+};
+
+impl RawStatus {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Self, json::Error> {
+        let mut s = RawStatus::default();
+        r.fields(v, path, &STATUS, &mut |i, v, p| {
+            match i {
+                0 => s.path = r.string(v, p)?,
+                _ => s.allow_from = r.strings(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(s)
+    }
+}
+
 pub(super) struct RawConfig {
     endpoints: Vec<RawEndpoint>,
-    #[serde(default)]
     groups: Option<Vec<String>>,
-    #[serde(default = "default_route_header")]
     route_header: String,
-    #[serde(default)]
     failure: RawFailure,
-    #[serde(default)]
     failover: RawFailover,
-    #[serde(default)]
     verifier: RawVerifier,
-    #[serde(default = "default_when_all_queued")]
     when_all_queued: String,
-    #[serde(default)]
     status: RawStatus,
-    #[serde(default)]
     fleet: Option<super::fleet::RawFleet>,
 }
 
-fn default_route_header() -> String {
-    "x-failover-cluster".into()
+const CONFIG: Shape = Shape {
+    name: "struct RawConfig",
+    fields: &[
+        "endpoints",
+        "groups",
+        "route_header",
+        "failure",
+        "failover",
+        "verifier",
+        "when_all_queued",
+        "status",
+        "fleet",
+    ],
+    required: 0b1,
+    deny_unknown: true,
+};
+
+impl RawConfig {
+    /// Reads the document the way `#[derive(Deserialize)]` with `deny_unknown_fields` and the
+    /// defaults above did, with the same messages and paths.
+    pub(super) fn read(r: &Reader<'_>, v: &Value) -> Result<Self, json::Error> {
+        let mut c = RawConfig {
+            endpoints: Vec::new(),
+            groups: None,
+            route_header: "x-failover-cluster".into(),
+            failure: RawFailure::default(),
+            failover: RawFailover::default(),
+            verifier: RawVerifier::default(),
+            when_all_queued: "least_recently_failed".into(),
+            status: RawStatus::default(),
+            fleet: None,
+        };
+        r.fields(v, &Path::ROOT, &CONFIG, &mut |i, v, p| {
+            match i {
+                0 => {
+                    let items = r.array(v, p)?;
+                    c.endpoints = Vec::with_capacity(items.len());
+                    for (n, item) in items.iter().enumerate() {
+                        c.endpoints.push(RawEndpoint::read(r, item, &p.index(n))?);
+                    }
+                }
+                1 => {
+                    c.groups = match v.is_null() {
+                        true => None,
+                        false => Some(r.strings(v, p)?),
+                    }
+                }
+                2 => c.route_header = r.string(v, p)?,
+                3 => c.failure = RawFailure::read(r, v, p)?,
+                4 => c.failover = RawFailover::read(r, v, p)?,
+                5 => c.verifier = RawVerifier::read(r, v, p)?,
+                6 => c.when_all_queued = r.string(v, p)?,
+                7 => c.status = RawStatus::read(r, v, p)?,
+                _ => {
+                    c.fleet = match v.is_null() {
+                        true => None,
+                        false => Some(super::fleet::RawFleet::read(r, v, p)?),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(c)
+    }
 }
 
-fn default_when_all_queued() -> String {
-    "least_recently_failed".into()
+/// An `Option<String>`: `null` is `None`.
+pub(super) fn opt_string(
+    r: &Reader<'_>,
+    v: &Value,
+    path: &Path<'_>,
+) -> Result<Option<String>, json::Error> {
+    if v.is_null() {
+        Ok(None)
+    } else {
+        r.string(v, path).map(Some)
+    }
 }
 
 // ===== validation =====

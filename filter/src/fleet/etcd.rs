@@ -18,10 +18,8 @@
 //!
 //! Nothing here panics on a bad answer: every surprise is an [`EtcdError`].
 
-use serde::Serialize;
-use serde_json::Value;
-
 use super::base64;
+use crate::json::{self, Kind, Value, Writer};
 
 /// Path of the range call (etcd ≥ 3.4; 3.3 only had `/v3beta`).
 pub const RANGE_PATH: &str = "/v3/kv/range";
@@ -71,92 +69,63 @@ pub enum EtcdError {
 
 // ===== requests =====
 //
-// Typed bodies (not `json!`): fields go out in declaration order whatever serde_json's
-// features, so the golden bytes in the tests are the bytes on the wire.
-
-#[derive(Serialize)]
-struct KeyOnly<'a> {
-    key: &'a str,
-}
-
-#[derive(Serialize)]
-struct Compare<'a> {
-    key: &'a str,
-    target: &'static str,
-    result: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mod_revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    create_revision: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Put<'a> {
-    key: &'a str,
-    value: String,
-}
-
-#[derive(Serialize)]
-struct PutOp<'a> {
-    request_put: Put<'a>,
-}
-
-#[derive(Serialize)]
-struct RangeOp<'a> {
-    request_range: KeyOnly<'a>,
-}
-
-#[derive(Serialize)]
-struct Txn<'a> {
-    compare: [Compare<'a>; 1],
-    success: [PutOp<'a>; 1],
-    failure: [RangeOp<'a>; 1],
-}
-
-fn to_body(value: &impl Serialize) -> Vec<u8> {
-    // Strings and arrays of them: serializing cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
+// Written field by field: fields go out in this order whatever happens elsewhere, so the golden
+// bytes in the tests are the bytes on the wire.
 
 /// Body of `POST /v3/kv/range` reading `key`.
 pub fn range_request(key: &str) -> Vec<u8> {
-    to_body(&KeyOnly {
-        key: &base64::encode(key.as_bytes()),
-    })
+    let mut w = Writer::new();
+    w.begin_object();
+    w.field_str("key", &base64::encode(key.as_bytes()));
+    w.end_object();
+    w.into_bytes()
 }
 
 /// Body of `POST /v3/kv/txn`: put `value` at `key` if its `mod_revision` is still `expected`
 /// (`None`: only if the key is still missing, `create_revision == 0`); otherwise read it.
 pub fn txn_request(key: &str, expected: Option<i64>, value: &[u8]) -> Vec<u8> {
     let key64 = base64::encode(key.as_bytes());
-    let compare = match expected {
-        Some(rev) => Compare {
-            key: &key64,
-            target: "MOD",
-            result: "EQUAL",
-            mod_revision: Some(rev.to_string()),
-            create_revision: None,
-        },
-        None => Compare {
-            key: &key64,
-            target: "CREATE",
-            result: "EQUAL",
-            mod_revision: None,
-            create_revision: Some("0".into()),
-        },
-    };
-    to_body(&Txn {
-        compare: [compare],
-        success: [PutOp {
-            request_put: Put {
-                key: &key64,
-                value: base64::encode(value),
-            },
-        }],
-        failure: [RangeOp {
-            request_range: KeyOnly { key: &key64 },
-        }],
-    })
+    let mut w = Writer::new();
+    w.begin_object();
+    w.key("compare");
+    w.begin_array();
+    w.begin_object();
+    w.field_str("key", &key64);
+    match expected {
+        Some(rev) => {
+            w.field_str("target", "MOD");
+            w.field_str("result", "EQUAL");
+            w.field_str("mod_revision", &rev.to_string());
+        }
+        None => {
+            w.field_str("target", "CREATE");
+            w.field_str("result", "EQUAL");
+            w.field_str("create_revision", "0");
+        }
+    }
+    w.end_object();
+    w.end_array();
+    w.key("success");
+    w.begin_array();
+    w.begin_object();
+    w.key("request_put");
+    w.begin_object();
+    w.field_str("key", &key64);
+    w.field_str("value", &base64::encode(value));
+    w.end_object();
+    w.end_object();
+    w.end_array();
+    w.key("failure");
+    w.begin_array();
+    w.begin_object();
+    w.key("request_range");
+    w.begin_object();
+    w.field_str("key", &key64);
+    w.end_object();
+    w.end_object();
+    w.end_array();
+    w.end_object();
+    w.into_bytes()
 }
 
 // ===== answers =====
@@ -176,10 +145,13 @@ pub fn parse_range(status: Option<u16>, body: &[u8]) -> Result<Option<Kv>, EtcdE
 /// A non-200 status, or a body that is not a txn answer.
 pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, EtcdError> {
     let v = ok_json(status, body)?;
-    let succeeded = match v.get("succeeded") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(EtcdError::Shape(format!("succeeded is {other}"))),
+    let succeeded = match v.get("succeeded").map(|s| &s.kind) {
+        None | Some(Kind::Null) => false,
+        Some(Kind::Bool(b)) => *b,
+        Some(_) => {
+            let other = v.get("succeeded").map(Value::to_string).unwrap_or_default();
+            return Err(EtcdError::Shape(format!("succeeded is {other}")));
+        }
     };
     if succeeded {
         let revision = v
@@ -203,7 +175,7 @@ pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, EtcdErr
 }
 
 fn ok_json(status: Option<u16>, body: &[u8]) -> Result<Value, EtcdError> {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed: Option<Value> = json::parse(body).ok();
     if status != Some(200) {
         let message = parsed
             .as_ref()
@@ -217,7 +189,7 @@ fn ok_json(status: Option<u16>, body: &[u8]) -> Result<Value, EtcdError> {
         return Err(EtcdError::Status { status, message });
     }
     match parsed {
-        Some(v @ Value::Object(_)) => Ok(v),
+        Some(v) if v.is_object() => Ok(v),
         _ => Err(EtcdError::Shape("the body is not a JSON object".into())),
     }
 }
@@ -225,20 +197,26 @@ fn ok_json(status: Option<u16>, body: &[u8]) -> Result<Value, EtcdError> {
 /// The first `kvs` entry of a range answer; `None` when `kvs` is absent or empty.
 fn first_kv(range: &Value) -> Result<Option<Kv>, EtcdError> {
     let kv = match range.get("kvs") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(kvs)) => match kvs.first() {
-            None => return Ok(None),
-            Some(kv) => kv,
+        None => return Ok(None),
+        Some(kvs) => match &kvs.kind {
+            Kind::Null => return Ok(None),
+            Kind::Array(kvs) => match kvs.first() {
+                None => return Ok(None),
+                Some(kv) => kv,
+            },
+            _ => return Err(EtcdError::Shape(format!("kvs is {kvs}"))),
         },
-        Some(other) => return Err(EtcdError::Shape(format!("kvs is {other}"))),
     };
     let value = match kv.get("value") {
-        // An empty value is left out like every proto3 default.
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => {
-            base64::decode(s).ok_or_else(|| EtcdError::Shape("value is not base64".into()))?
-        }
-        Some(other) => return Err(EtcdError::Shape(format!("value is {other}"))),
+        None => Vec::new(),
+        Some(value) => match &value.kind {
+            // An empty value is left out like every proto3 default.
+            Kind::Null => Vec::new(),
+            Kind::Str(s) => {
+                base64::decode(s).ok_or_else(|| EtcdError::Shape("value is not base64".into()))?
+            }
+            _ => return Err(EtcdError::Shape(format!("value is {value}"))),
+        },
     };
     let mod_revision = kv
         .get("mod_revision")
@@ -254,10 +232,9 @@ fn first_kv(range: &Value) -> Result<Option<Kv>, EtcdError> {
 
 /// An int64 as the gateway writes it: a decimal string (numbers accepted too).
 fn int64(v: &Value) -> Option<i64> {
-    match v {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
+    match &v.kind {
+        Kind::Str(s) => s.parse().ok(),
+        _ => v.as_i64(),
     }
 }
 

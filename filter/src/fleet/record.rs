@@ -8,14 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use crate::json::{self, Kind, Path, Reader, Shape, Value, Writer};
 
 /// The layout version this code reads and writes.
 pub const RECORD_VERSION: u32 = 1;
 
 /// Fleet-wide counters, with the seed's meaning: each moves exactly once per event fleet-wide.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FleetStats {
     /// Healthy→parked transitions (outages), fleet-wide.
     pub total_failed: u64,
@@ -28,8 +27,7 @@ pub struct FleetStats {
 }
 
 /// Whether an endpoint is in the fleet's failure queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EndpointState {
     /// In rotation.
     #[default]
@@ -40,8 +38,7 @@ pub enum EndpointState {
 
 /// The right to probe a parked endpoint, so that one member probes per interval, not N. It
 /// expires at `until_ms`, so a member that dies while holding it blocks nobody for long.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
     /// The member holding it.
     pub member: String,
@@ -50,8 +47,7 @@ pub struct Claim {
 }
 
 /// One endpoint's fleet-wide state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetEndpoint {
     /// Outages so far: each healthy→parked transition adds one. Never goes backwards, so
     /// `(generation, state)` orders every version of an entry (see [`FleetEndpoint::phase`]).
@@ -92,16 +88,13 @@ impl FleetEndpoint {
 }
 
 /// The whole fleet record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetRecord {
     /// Layout version, [`RECORD_VERSION`].
     pub v: u32,
     /// Endpoints by name (only those ever parked appear).
-    #[serde(default)]
     pub endpoints: BTreeMap<String, FleetEndpoint>,
     /// The fleet counters.
-    #[serde(default)]
     pub stats: FleetStats,
 }
 
@@ -112,6 +105,167 @@ impl Default for FleetRecord {
             endpoints: BTreeMap::new(),
             stats: FleetStats::default(),
         }
+    }
+}
+
+// ===== JSON =====
+
+const RECORD: Shape = Shape {
+    name: "struct FleetRecord",
+    fields: &["v", "endpoints", "stats"],
+    required: 0b1,
+    deny_unknown: true,
+};
+
+const STATS: Shape = Shape {
+    name: "struct FleetStats",
+    fields: &[
+        "total_failed",
+        "total_recovered",
+        "total_verified",
+        "total_still_failed",
+    ],
+    required: 0,
+    deny_unknown: false,
+};
+
+const ENDPOINT: Shape = Shape {
+    name: "struct FleetEndpoint",
+    fields: &[
+        "generation",
+        "state",
+        "since_ms",
+        "reason",
+        "first_member",
+        "recovered_ms",
+        "not_before_ms",
+        "next_check_ms",
+        "failed_checks",
+        "claim",
+    ],
+    required: 0,
+    deny_unknown: false,
+};
+
+const CLAIM: Shape = Shape {
+    name: "struct Claim",
+    fields: &["member", "until_ms"],
+    required: 0,
+    deny_unknown: false,
+};
+
+impl FleetStats {
+    /// Reads the counters (missing ones are 0, unknown keys skipped).
+    ///
+    /// # Errors
+    /// Not an object (or array) of unsigned integers.
+    pub fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<FleetStats, json::Error> {
+        let mut s = FleetStats::default();
+        r.fields(v, path, &STATS, &mut |i, v, p| {
+            let n = r.u64(v, p)?;
+            match i {
+                0 => s.total_failed = n,
+                1 => s.total_recovered = n,
+                2 => s.total_verified = n,
+                _ => s.total_still_failed = n,
+            }
+            Ok(())
+        })?;
+        Ok(s)
+    }
+
+    /// Writes the counters as an object, in declaration order.
+    pub fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_u64("total_failed", self.total_failed);
+        w.field_u64("total_recovered", self.total_recovered);
+        w.field_u64("total_verified", self.total_verified);
+        w.field_u64("total_still_failed", self.total_still_failed);
+        w.end_object();
+    }
+}
+
+impl EndpointState {
+    /// The name stored in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Healthy => "healthy",
+            EndpointState::Parked => "parked",
+        }
+    }
+}
+
+impl FleetEndpoint {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<FleetEndpoint, json::Error> {
+        let mut e = FleetEndpoint::default();
+        r.fields(v, path, &ENDPOINT, &mut |i, v, p| {
+            match i {
+                0 => e.generation = r.u64(v, p)?,
+                1 => {
+                    e.state = match r.variant(v, p, &["healthy", "parked"])? {
+                        0 => EndpointState::Healthy,
+                        _ => EndpointState::Parked,
+                    }
+                }
+                2 => e.since_ms = r.u64(v, p)?,
+                3 => e.reason = r.string(v, p)?,
+                4 => e.first_member = r.string(v, p)?,
+                5 => e.recovered_ms = r.u64(v, p)?,
+                6 => e.not_before_ms = r.u64(v, p)?,
+                7 => e.next_check_ms = r.u64(v, p)?,
+                8 => e.failed_checks = r.u32(v, p)?,
+                _ => {
+                    e.claim = if v.is_null() {
+                        None
+                    } else {
+                        Some(Claim::read(r, v, p)?)
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(e)
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_u64("generation", self.generation);
+        w.field_str("state", self.state.as_str());
+        w.field_u64("since_ms", self.since_ms);
+        w.field_str("reason", &self.reason);
+        w.field_str("first_member", &self.first_member);
+        w.field_u64("recovered_ms", self.recovered_ms);
+        w.field_u64("not_before_ms", self.not_before_ms);
+        w.field_u64("next_check_ms", self.next_check_ms);
+        w.field_u64("failed_checks", u64::from(self.failed_checks));
+        w.key("claim");
+        match &self.claim {
+            Some(c) => c.write(w),
+            None => w.null(),
+        }
+        w.end_object();
+    }
+}
+
+impl Claim {
+    fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<Claim, json::Error> {
+        let mut c = Claim::default();
+        r.fields(v, path, &CLAIM, &mut |i, v, p| {
+            match i {
+                0 => c.member = r.string(v, p)?,
+                _ => c.until_ms = r.u64(v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(c)
+    }
+
+    /// Writes the claim as an object.
+    pub fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_str("member", &self.member);
+        w.field_u64("until_ms", self.until_ms);
+        w.end_object();
     }
 }
 
@@ -134,27 +288,82 @@ impl FleetRecord {
     /// [`RecordError::Invalid`] for bytes that are not our JSON object, [`RecordError::Version`]
     /// for an unknown version.
     pub fn decode(bytes: &[u8]) -> Result<FleetRecord, RecordError> {
-        #[derive(Deserialize)]
-        struct Versioned {
-            v: Option<serde_json::Value>,
-        }
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(RecordError::Invalid("not a JSON object".into()));
         }
-        let probe: Versioned =
-            serde_json::from_slice(bytes).map_err(|e| RecordError::Invalid(e.to_string()))?;
-        match probe.v.as_ref().and_then(serde_json::Value::as_u64) {
+        let invalid = |e: json::Error| RecordError::Invalid(e.to_string());
+        let (doc, trailing) = json::parse_with_tail(bytes).map_err(invalid)?;
+        let r = Reader::new(bytes);
+        // The version first, whatever else the object holds: a newer layout is refused as
+        // such, not as unknown fields. (A repeated `v` is an error, as it was for serde.)
+        let mut versions = match &doc.kind {
+            Kind::Object(members) => members.iter().filter(|m| m.key == "v").collect(),
+            _ => Vec::new(),
+        };
+        if let Some(second) = versions.get(1) {
+            return Err(invalid(r.error(
+                &Path::ROOT,
+                second.key_end,
+                "duplicate field `v`".into(),
+            )));
+        }
+        if let Some(e) = trailing {
+            return Err(invalid(e));
+        }
+        match versions.pop().and_then(|m| m.value.as_u64()) {
             Some(v) if v == u64::from(RECORD_VERSION) => {}
             Some(v) => return Err(RecordError::Version(v)),
             None => return Err(RecordError::Invalid("no numeric \"v\" field".into())),
         }
-        serde_json::from_slice(bytes).map_err(|e| RecordError::Invalid(e.to_string()))
+        FleetRecord::read(&r, &doc, &Path::ROOT).map_err(invalid)
+    }
+
+    /// Reads the record's fields as serde's derive did (`v` required, unknown keys refused),
+    /// without the version check of [`FleetRecord::decode`].
+    ///
+    /// # Errors
+    /// A value not of the record's shape.
+    pub fn read(r: &Reader<'_>, v: &Value, path: &Path<'_>) -> Result<FleetRecord, json::Error> {
+        let mut out = FleetRecord::default();
+        r.fields(v, path, &RECORD, &mut |i, v, p| {
+            match i {
+                0 => out.v = r.u32(v, p)?,
+                1 => {
+                    out.endpoints = BTreeMap::new();
+                    for m in r.map(v, p)? {
+                        let e = FleetEndpoint::read(r, &m.value, &p.key(&m.key))?;
+                        out.endpoints.insert(m.key.clone(), e);
+                    }
+                }
+                _ => out.stats = FleetStats::read(r, v, p)?,
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Encodes for etcd.
     pub fn encode(&self) -> Vec<u8> {
-        // Plain maps, strings and integers: serializing cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut w = Writer::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Writes the record as serde wrote it: fields in declaration order, `"claim":null` when
+    /// there is none.
+    pub fn write(&self, w: &mut Writer) {
+        w.begin_object();
+        w.field_u64("v", u64::from(self.v));
+        w.key("endpoints");
+        w.begin_object();
+        for (name, e) in &self.endpoints {
+            w.key(name);
+            e.write(w);
+        }
+        w.end_object();
+        w.key("stats");
+        self.stats.write(w);
+        w.end_object();
     }
 
     /// The entry of `id`, if it was ever parked.
@@ -167,6 +376,9 @@ impl FleetRecord {
         self.endpoint(id).is_some_and(FleetEndpoint::is_parked)
     }
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 pub(crate) mod tests {

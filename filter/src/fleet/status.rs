@@ -2,18 +2,15 @@
 //! shared data after every round, which every VM's status page reads. Pure: the glue stores the
 //! bytes, the status page renders [`FleetStatus::render`].
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-
-use super::record::FleetRecord;
+use super::record::{FleetRecord, FleetStats};
+use crate::json::{self, Kind, Path, Reader, Shape, Value, Writer};
 use crate::state::Record;
 
 /// Shared-data key of the snapshot (same `vm_id` namespace as the failure record).
 pub const STATUS_KEY: &str = "failover.fleet.status.v1";
 
 /// The syncer's view of the fleet, as of its last round.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetStatus {
     /// The last round succeeded and the member is not in local-only mode.
     pub connected: bool,
@@ -38,14 +35,47 @@ pub struct FleetStatus {
 }
 
 impl FleetStatus {
-    /// JSON bytes for shared data.
+    /// JSON bytes for shared data (fields in declaration order).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut w = Writer::new();
+        w.begin_object();
+        w.field_bool("connected", self.connected);
+        w.field_bool("local_mode", self.local_mode);
+        w.field_str("member", &self.member);
+        w.field_u64("last_sync_ms", self.last_sync_ms);
+        w.field_u64("syncs", self.syncs);
+        w.field_u64("sync_errors", self.sync_errors);
+        w.field_str("last_error", &self.last_error);
+        w.field_u64("outages_started", self.outages_started);
+        w.field_u64("adopted", self.adopted);
+        w.key("record");
+        self.record.write(&mut w);
+        w.end_object();
+        w.into_bytes()
     }
 
     /// Parses stored bytes; `None` when they are not a snapshot.
     pub fn decode(bytes: &[u8]) -> Option<FleetStatus> {
-        serde_json::from_slice(bytes).ok()
+        let doc = json::parse(bytes).ok()?;
+        let r = Reader::new(bytes);
+        let mut s = FleetStatus::default();
+        r.fields(&doc, &Path::ROOT, &SHAPE, &mut |i, v, p| {
+            match i {
+                0 => s.connected = r.bool(v, p)?,
+                1 => s.local_mode = r.bool(v, p)?,
+                2 => s.member = r.string(v, p)?,
+                3 => s.last_sync_ms = r.u64(v, p)?,
+                4 => s.syncs = r.u64(v, p)?,
+                5 => s.sync_errors = r.u64(v, p)?,
+                6 => s.last_error = r.string(v, p)?,
+                7 => s.outages_started = r.u64(v, p)?,
+                8 => s.adopted = r.u64(v, p)?,
+                _ => s.record = FleetRecord::read(&r, v, p)?,
+            }
+            Ok(())
+        })
+        .ok()?;
+        Some(s)
     }
 
     /// The status page's `fleet` object: the sync state, the fleet counters, and per endpoint
@@ -58,38 +88,53 @@ impl FleetStatus {
                 } else {
                     "healthy"
                 };
-                let mut v = json!({ "name": name, "local_state": local_state });
+                let mut fields = vec![
+                    ("name", Value::str(name)),
+                    ("local_state", Value::str(local_state)),
+                ];
                 match self.record.endpoint(name) {
                     Some(e) => {
-                        v["fleet_state"] = json!(e.state);
-                        v["generation"] = json!(e.generation);
-                        v["since_ms"] = json!(e.since_ms);
-                        v["reason"] = json!(e.reason);
-                        v["first_member"] = json!(e.first_member);
-                        v["recovered_ms"] = json!(e.recovered_ms);
-                        v["next_check_ms"] = json!(e.next_check_ms.max(e.not_before_ms));
-                        v["failed_checks"] = json!(e.failed_checks);
-                        v["claim"] = json!(e.claim);
+                        let claim = match &e.claim {
+                            Some(c) => Value::object(vec![
+                                ("member", Value::str(&c.member)),
+                                ("until_ms", Value::u64(c.until_ms)),
+                            ]),
+                            None => Value::new(Kind::Null),
+                        };
+                        fields.extend([
+                            ("fleet_state", Value::str(e.state.as_str())),
+                            ("generation", Value::u64(e.generation)),
+                            ("since_ms", Value::u64(e.since_ms)),
+                            ("reason", Value::str(&e.reason)),
+                            ("first_member", Value::str(&e.first_member)),
+                            ("recovered_ms", Value::u64(e.recovered_ms)),
+                            (
+                                "next_check_ms",
+                                Value::u64(e.next_check_ms.max(e.not_before_ms)),
+                            ),
+                            ("failed_checks", Value::u64(u64::from(e.failed_checks))),
+                            ("claim", claim),
+                        ]);
                     }
-                    None => v["fleet_state"] = json!("healthy"),
+                    None => fields.push(("fleet_state", Value::str("healthy"))),
                 }
-                v
+                Value::object(fields)
             })
             .collect();
-        json!({
-            "enabled": true,
-            "connected": self.connected,
-            "local_mode": self.local_mode,
-            "member": self.member,
-            "last_sync_ms": self.last_sync_ms,
-            "syncs": self.syncs,
-            "sync_errors": self.sync_errors,
-            "last_error": self.last_error,
-            "outages_started_here": self.outages_started,
-            "adopted": self.adopted,
-            "stats": self.record.stats,
-            "endpoints": endpoints,
-        })
+        Value::object(vec![
+            ("enabled", Value::bool(true)),
+            ("connected", Value::bool(self.connected)),
+            ("local_mode", Value::bool(self.local_mode)),
+            ("member", Value::str(&self.member)),
+            ("last_sync_ms", Value::u64(self.last_sync_ms)),
+            ("syncs", Value::u64(self.syncs)),
+            ("sync_errors", Value::u64(self.sync_errors)),
+            ("last_error", Value::str(&self.last_error)),
+            ("outages_started_here", Value::u64(self.outages_started)),
+            ("adopted", Value::u64(self.adopted)),
+            ("stats", stats_value(&self.record.stats)),
+            ("endpoints", Value::new(Kind::Array(endpoints))),
+        ])
     }
 
     /// Carries on the process's counters from `last`, the snapshot the previous leader of this
@@ -105,6 +150,33 @@ impl FleetStatus {
         self.outages_started = self.outages_started.max(last.outages_started);
         self.adopted = self.adopted.max(last.adopted);
     }
+}
+
+const SHAPE: Shape = Shape {
+    name: "struct FleetStatus",
+    fields: &[
+        "connected",
+        "local_mode",
+        "member",
+        "last_sync_ms",
+        "syncs",
+        "sync_errors",
+        "last_error",
+        "outages_started",
+        "adopted",
+        "record",
+    ],
+    required: 0,
+    deny_unknown: false,
+};
+
+fn stats_value(s: &FleetStats) -> Value {
+    Value::object(vec![
+        ("total_failed", Value::u64(s.total_failed)),
+        ("total_recovered", Value::u64(s.total_recovered)),
+        ("total_verified", Value::u64(s.total_verified)),
+        ("total_still_failed", Value::u64(s.total_still_failed)),
+    ])
 }
 
 #[cfg(test)]
@@ -132,7 +204,10 @@ mod tests {
         );
         assert_eq!(FleetStatus::decode(&s.encode()), Some(s.clone()));
         assert_eq!(FleetStatus::decode(b"nope"), None);
-        let v = s.render(["a", "b"].into_iter(), &Record::default());
+        let text = s
+            .render(["a", "b"].into_iter(), &Record::default())
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["connected"], true);
         assert_eq!(v["stats"]["total_failed"], 1);
         assert_eq!(v["endpoints"][0]["fleet_state"], "parked");

@@ -175,7 +175,7 @@ proptest! {
     #[test]
     fn what_we_put_is_what_we_read(value in proptest::collection::vec(any::<u8>(), 0..100), rev in 1i64..i64::MAX) {
         // A range answer carrying exactly what a txn put.
-        let txn: Value = serde_json::from_slice(&txn_request(KEY, Some(rev), &value)).unwrap();
+        let txn: serde_json::Value = serde_json::from_slice(&txn_request(KEY, Some(rev), &value)).unwrap();
         let put = &txn["success"][0]["request_put"];
         let answer = json!({"kvs":[{"key": put["key"], "value": put["value"], "mod_revision": rev.to_string()}]});
         let kv = parse_range(Some(200), answer.to_string().as_bytes()).unwrap().unwrap();

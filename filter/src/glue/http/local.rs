@@ -1,8 +1,8 @@
 //! Answers the filter gives itself (the status page, the all-parked rejection) and the routing
 //! of the original request.
 
+use crate::json::Value;
 use log::{debug, warn};
-use serde_json::json;
 
 use super::FailoverHttp;
 use crate::config::EndpointIdx;
@@ -60,14 +60,23 @@ impl FailoverHttp {
         let names = cfg.endpoints.iter().map(|e| e.id.as_str());
         let retry_at = record.earliest_next_check(names).unwrap_or(now);
         let secs = retry_at.saturating_sub(now).div_ceil(1000).max(1);
-        let body = json!({
-            "type": "error",
-            "error": {
-                "type": "all_endpoints_parked",
-                "message": format!("every upstream endpoint is in the failure queue; retry after {secs} s"),
-            },
-            "retry_after_s": secs,
-        })
+        // Keys print sorted, as they did from serde_json's `json!`.
+        let body = Value::object(vec![
+            ("type", Value::str("error")),
+            (
+                "error",
+                Value::object(vec![
+                    ("type", Value::str("all_endpoints_parked")),
+                    (
+                        "message",
+                        Value::str(&format!(
+                            "every upstream endpoint is in the failure queue; retry after {secs} s"
+                        )),
+                    ),
+                ]),
+            ),
+            ("retry_after_s", Value::u64(secs)),
+        ])
         .to_string();
         self.plugin.metrics.rejected.inc();
         debug!(
