@@ -4,6 +4,19 @@ use super::model::HeaderValue;
 use super::{invalid, ConfigError};
 use crate::json::{self, Path, Reader, Value};
 
+/// An `Option<String>`: `null` is `None`.
+pub(super) fn opt_string(
+    r: &Reader<'_>,
+    v: &Value,
+    path: &Path<'_>,
+) -> Result<Option<String>, json::Error> {
+    if v.is_null() {
+        Ok(None)
+    } else {
+        r.string(v, path).map(Some)
+    }
+}
+
 pub(super) fn positive(path: &str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 {
         Err(invalid(path, "0 is not allowed here (must be at least 1)"))

@@ -1,7 +1,6 @@
 //! The `fleet` section: its JSON shape and its validation into [`FleetConfig`].
 
-use super::fields::{call_timeout, positive, resolve_env};
-use super::raw::opt_string;
+use super::fields::{call_timeout, opt_string, positive, resolve_env};
 use super::FleetConfig;
 use super::{invalid, ConfigError};
 use crate::json::{self, Path, Reader, Shape, Value};

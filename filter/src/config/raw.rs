@@ -377,19 +377,6 @@ impl RawConfig {
     }
 }
 
-/// An `Option<String>`: `null` is `None`.
-pub(super) fn opt_string(
-    r: &Reader<'_>,
-    v: &Value,
-    path: &Path<'_>,
-) -> Result<Option<String>, json::Error> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        r.string(v, path).map(Some)
-    }
-}
-
 // ===== validation =====
 
 impl RawConfig {

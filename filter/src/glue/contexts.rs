@@ -1,10 +1,10 @@
 //! Which context a context id — and an HTTP call's token — belongs to: the one registry the
-//! exported callbacks (`abi::exports`) look a context up in.
+//! exported callbacks (`glue::exports`) look a context up in.
 //!
 //! One map from context id to a [`Context`], an enum of boxes (one allocation per context, as
-//! with the SDK, but no `dyn` and no hashing), and the tokens of HTTP calls in flight with the
-//! context that sent each: the host delivers every answer on the root context (cpp-host runs
-//! `httpCall` on the root) and the filter hands it to the sender.
+//! with the SDK, but no `dyn` and no hashing), and, through `calls`, the tokens of HTTP calls
+//! in flight with the context that sent each: the host delivers every answer on the root
+//! context (cpp-host runs `httpCall` on the root) and the filter hands it to the sender.
 //!
 //! The map is a `Vec` sorted by id, searched by bisection: a host hands out ids in increasing
 //! order, so a new context is pushed at the end and a finished one leaves from near it, moving
@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 
 use super::abi::{self, Action};
+use super::calls;
 use super::http::FailoverHttp;
 use super::root::FailoverRoot;
 
@@ -63,8 +64,6 @@ impl Contexts {
 
 thread_local! {
     static CONTEXTS: RefCell<Contexts> = const { RefCell::new(Contexts(Vec::new())) };
-    /// (token, context id) of every HTTP call in flight; a few at a time.
-    static CALLS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `proxy_on_context_create`: a root context when `root_id` is 0, else an HTTP context of
@@ -74,7 +73,8 @@ pub fn create(id: u32, root_id: u32) {
         Context::Root(Box::new(FailoverRoot::new(id)))
     } else {
         match with_root(root_id, None, |root| Some(root.create_http_context(id))) {
-            Some(context) => context,
+            Some(Some(http)) => Context::Http(http),
+            Some(None) => Context::Passthrough,
             None => return,
         }
     };
@@ -90,11 +90,7 @@ pub fn create(id: u32, root_id: u32) {
 pub fn delete(id: u32) {
     let removed = CONTEXTS.with(|map| map.try_borrow_mut().ok().and_then(|mut m| m.remove(id)));
     if matches!(removed, Some(Context::Http(_))) {
-        CALLS.with(|calls| {
-            if let Ok(mut calls) = calls.try_borrow_mut() {
-                calls.retain(|(_, owner)| *owner != id);
-            }
-        });
+        calls::forget_owner(id);
     }
 }
 
@@ -124,24 +120,10 @@ pub fn with_http(id: u32, f: impl FnOnce(&mut FailoverHttp) -> Action) -> Action
     })
 }
 
-/// Remembers that the HTTP call `token` was sent by context `owner`.
-pub fn register_call(token: u32, owner: u32) {
-    CALLS.with(|calls| {
-        if let Ok(mut calls) = calls.try_borrow_mut() {
-            calls.push((token, owner));
-        }
-    });
-}
-
 /// `proxy_on_http_call_response`: hands the answer of `token` to the context that sent it,
 /// made the effective context first so that its host calls act on it.
 pub fn call_response(token: u32, num_headers: usize, body_size: usize) {
-    let owner = CALLS.with(|calls| {
-        let mut calls = calls.try_borrow_mut().ok()?;
-        let at = calls.iter().position(|(t, _)| *t == token)?;
-        Some(calls.swap_remove(at).1)
-    });
-    let Some(owner) = owner else {
+    let Some(owner) = calls::take_owner(token) else {
         return;
     };
     CONTEXTS.with(|map| {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::abi::{self, HostStatus, MetricType, SharedValue};
-use super::contexts;
+use super::calls;
 use crate::store::{SetResult, SharedStore, StoreError};
 
 /// Sends one HTTP call through the owning root context (so its answer is routed back to it):
@@ -22,7 +22,7 @@ pub fn dispatch_http_call(
     timeout: Duration,
 ) -> Result<u32, HostStatus> {
     let token = abi::http_call(cluster, headers, body, timeout)?;
-    contexts::register_call(token, owner);
+    calls::register(token, owner);
     Ok(token)
 }
 

@@ -2,7 +2,7 @@
 //! for `wasm32`.
 //!
 //! ```text
-//!  abi::exports  ─ the proxy_on_* callbacks; _initialize installs the logger (no host calls
+//!  exports       ─ the proxy_on_* callbacks; _initialize installs the logger (no host calls
 //!                  allowed there but logging); contexts.rs finds the context of each call
 //!  FailoverRoot (one per root context: the HTTP filter's, and the verifier's)
 //!    on_configure ─ parse config, define metrics, create the record, start the tick
@@ -16,7 +16,9 @@
 //! ```
 
 mod abi;
+mod calls;
 mod contexts;
+mod exports;
 mod host;
 mod http;
 mod plugin;

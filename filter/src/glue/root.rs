@@ -9,7 +9,6 @@ use std::time::Duration;
 use log::{error, info, warn};
 
 use super::abi::{self, BufferType, MapType};
-use super::contexts::Context;
 use super::host::{dispatch_http_call, follow_host_log_level, now_ms, property_string, Metrics};
 use super::http::FailoverHttp;
 use super::plugin::Plugin;
@@ -171,11 +170,11 @@ impl FailoverRoot {
         self.verifier = Some(verifier);
     }
 
-    /// The context of a new request: the filter when configured, else a pass-through.
-    pub fn create_http_context(&self, context_id: u32) -> Context {
-        match &self.plugin {
-            Some(p) => Context::Http(Box::new(FailoverHttp::new(context_id, p.clone()))),
-            None => Context::Passthrough,
-        }
+    /// The filter for a new request; `None` when this root has no configuration (the request
+    /// then passes through untouched).
+    pub fn create_http_context(&self, context_id: u32) -> Option<Box<FailoverHttp>> {
+        self.plugin
+            .as_ref()
+            .map(|p| Box::new(FailoverHttp::new(context_id, p.clone())))
     }
 }

@@ -1,10 +1,11 @@
 //! The proxy-wasm ABI 0.2.1 as this filter uses it, without the SDK: the host calls it imports
 //! (each next to a wrapper that hands every status back as a `Result`, so no answer of a host
-//! can panic the VM), the callbacks it exports, the byte encodings, and the `log` backend.
+//! can panic the VM), the byte encodings, and the `log` backend. The callbacks it exports are
+//! `glue::exports` (above this module: they dispatch into the contexts, which call down here).
 //!
 //! ```text
-//!  host ──▶ exports.rs   proxy_on_* (only the ones the filter needs; cpp-host treats a missing
-//!                        callback as "Continue" / "nothing to do")
+//!  host ──▶ glue::exports   proxy_on_* (only the ones the filter needs; cpp-host treats a
+//!                        missing callback as "Continue" / "nothing to do")
 //!               │
 //!               ▼
 //!          glue::contexts   which context an id or an HTTP-call token belongs to
@@ -18,7 +19,6 @@
 //! and `panic!`s on any status its wrappers do not expect (bench/PROFILE.md, bench/WASM_SIZE.md).
 
 pub mod codec;
-pub mod exports;
 pub mod logger;
 pub mod stream;
 pub mod vm;
@@ -142,7 +142,7 @@ fn check(status: u32) -> Result<(), HostStatus> {
 }
 
 /// Takes ownership of bytes the host wrote into guest memory (allocated through
-/// [`exports::proxy_on_memory_allocate`], i.e. this module's global allocator with align 1).
+/// [`crate::glue::exports::proxy_on_memory_allocate`], i.e. this module's global allocator with align 1).
 ///
 /// # Safety
 /// `data`/`len` must come from a host call that just succeeded.

@@ -12,8 +12,8 @@
 //! integer out. Sizes arrive as `usize` (i32 on wasm32) and flags as `u32` (any non-zero is
 //! true), so no value a host passes is invalid for its Rust type.
 
-use super::{logger, Action};
-use crate::glue::contexts;
+use super::abi::{logger, Action};
+use super::contexts;
 
 /// The ABI version marker (`proxy_abi_version_0_2_1`): a host picks the ABI by this export's
 /// name and refuses a module without one.
