@@ -172,7 +172,7 @@ pub fn record_metric(id: u32, value: u64) -> Result<(), HostStatus> {
 
 /// Sends an HTTP call to `cluster` (no trailers); its token. The answer comes back through
 /// `proxy_on_http_call_response` with that token: the caller registers it with its context
-/// (`glue::contexts::register_call`). Timeouts over `u32::MAX` ms are clamped.
+/// (`glue::calls::register`). Timeouts over `u32::MAX` ms are clamped.
 pub fn http_call(
     cluster: &str,
     headers: &[(&str, &str)],

@@ -194,7 +194,7 @@ impl FailoverHttp {
     }
 }
 
-/// The callbacks (`abi::exports` → `glue::contexts` → here).
+/// The callbacks (`glue::exports` → `glue::contexts` → here).
 impl FailoverHttp {
     /// The answer to this request's replay (0 headers: the call failed).
     pub fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
