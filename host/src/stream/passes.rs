@@ -50,15 +50,10 @@ pub(super) async fn feed(
             .with(|st| {
                 let slot = &mut st.side_mut(dir).body;
                 let buffering = slot.is_some();
-                // A filter that is not buffering gets the chunk; one that is gets it appended to
-                // what it holds.
-                let len = match slot {
-                    Some(buf) => {
-                        buf.append(std::mem::take(&mut chunk));
-                        buf.len()
-                    }
-                    None => slot.insert(std::mem::take(&mut chunk)).len(),
-                };
+                // Appending to an empty buffer takes the chunk's list as it is.
+                let buf = slot.get_or_insert_with(BodyBuffer::default);
+                buf.append(std::mem::take(&mut chunk));
+                let len = buf.len();
                 st.side_mut(dir).reach.body = true;
                 st.side_mut(dir).resume = false;
                 (len, buffering && len > chain.limit)
