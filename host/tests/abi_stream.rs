@@ -111,7 +111,9 @@ async fn http_call_answered_at_once_is_delivered_after_the_call_returns() {
 
 /// Mode = length of the plugin configuration: 0 pass-through, 1 local reply at request
 /// headers, 2 pause at response headers + replace with an HTTP call's answer, 3 pause + resume,
-/// 4 buffer the request body and prepend "X".
+/// 4 buffer the request body and prepend "X", 5 hold request and response headers with
+/// StopIteration (the chain allows it) until the body: the request's whole body, the
+/// response's first chunk.
 fn chain_module() -> Vec<u8> {
     let headers = encode_map(&[
         (":method", "GET"),
@@ -157,6 +159,7 @@ fn chain_module() -> Vec<u8> {
      (then
        (drop (call $send_local (i32.const 403) (i32.const 0) (i32.const 0) (i32.const 48) (i32.const 6) (i32.const 400) (i32.const {rlen}) (i32.const -1)))
        (return (i32.const 1))))
+   (if (i32.eq (global.get $mode) (i32.const 5)) (then (return (i32.const 1))))
    (i32.const 0))
  (func (export "proxy_on_request_body") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
    (call $inc (global.get $m_body_calls))
@@ -165,9 +168,14 @@ fn chain_module() -> Vec<u8> {
        (if (i32.eqz (local.get $eos)) (then (return (i32.const 1))))
        (drop (call $record_metric (global.get $m_body_size) (i64.extend_i32_u (local.get $size))))
        (drop (call $set_buffer (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 92) (i32.const 1)))))
+   (if (i32.eq (global.get $mode) (i32.const 5))
+     (then (if (i32.eqz (local.get $eos)) (then (return (i32.const 1))))))
+   (i32.const 0))
+ (func (export "proxy_on_response_body") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
    (i32.const 0))
  (func (export "proxy_on_response_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
    (call $inc (global.get $m_resp))
+   (if (i32.eq (global.get $mode) (i32.const 5)) (then (return (i32.const 1))))
    (if (i32.ge_u (global.get $mode) (i32.const 2))
      (then (if (i32.le_u (global.get $mode) (i32.const 3))
        (then
@@ -202,6 +210,7 @@ fn chain_module() -> Vec<u8> {
 fn chain_vm(shared: &HostShared, mode: usize) -> Rc<PluginVm> {
     let mut s = spec("chain", "vm", chain_module());
     s.configuration = vec![b'm'; mode];
+    s.allow_on_headers_stop_iteration = mode == 5;
     let clusters = FakeClusters::new(&["c1"], |_, _| {
         Ok(CallResponse {
             headers: vec![(":status".into(), b"200".to_vec())],
@@ -381,6 +390,54 @@ async fn pass_through_streams_and_ends_every_context() {
             assert!(eventually(|| metric(&shared, "delete") == 3).await);
             assert_eq!(metric(&shared, "log"), 3);
             assert_eq!(metric(&shared, "resp_headers"), 3);
+        })
+        .await;
+}
+
+/// The first frame of `body` if it is there without waiting (polled once, no yield to the
+/// other tasks of the `LocalSet`).
+fn ready_frame(body: &mut Body) -> Option<Bytes> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match http_body::Body::poll_frame(std::pin::Pin::new(body), &mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_released_with_held_headers_is_ready_when_the_headers_are_handed_on() {
+    // A filter that held the headers (StopIteration) until the body released them: what it
+    // passed is already in the body handed on with the headers, so the connection writes
+    // both at once (before, the headers went out alone and the body after a task switch).
+    init_logs();
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let shared = HostShared::new().unwrap();
+            let vm = chain_vm(&shared, 5);
+            let chunks = ["aaa", "bbb"].map(|c| {
+                Ok::<_, failover_host::stream::BoxError>(http_body::Frame::data(Bytes::from(c)))
+            });
+            let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
+            let mut resp = run_filter_chain(&[vm], downstream(), request(body), |req| async move {
+                let mut body = req.into_body();
+                assert_eq!(
+                    ready_frame(&mut body).as_deref(),
+                    Some(&b"aaa"[..]),
+                    "the held request body is in the channel when the router gets the request"
+                );
+                let rest = body.collect().await.unwrap().to_bytes();
+                assert_eq!(&rest[..], b"bbb");
+                upstream(200, 0, "data: first\n\n")
+            })
+            .await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(
+                ready_frame(resp.body_mut()).as_deref(),
+                Some(&b"data: first\n\n"[..]),
+                "the first response chunk is in the channel when the response is handed on"
+            );
+            assert!(eventually(|| metric(&shared, "delete") == 1).await);
+            assert_eq!(metric(&shared, "resp_headers"), 1);
         })
         .await;
 }

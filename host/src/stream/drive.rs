@@ -12,10 +12,12 @@ use super::convert::{
 use super::passes::headers_pass;
 use super::pump::{pump, Sink};
 use super::{ChainOptions, UpstreamInfo};
+use crate::abi::body_buffer::BodyBuffer;
 use crate::abi::state::{Direction, LogView, PluginReply, ResponseMeta};
-use crate::body::{self, Body, ResetError};
+use crate::body::{self, Body, FrameSender, ResetError};
 use crate::seam::DownstreamInfo;
 use crate::vm::{HttpStream, PluginVm};
+use http_body::Frame;
 
 /// [`run_filter_chain_with`] with the default options (1 MiB buffer limit).
 pub async fn run_filter_chain<F, Fut>(
@@ -110,6 +112,7 @@ where
         http::Request::from_parts(parts, body::empty())
     } else {
         let (tx, body) = body::channel(4);
+        let carry = preload(&tx, carry, order.len());
         let task_chain = chain.clone();
         let handle = tokio::task::spawn_local(async move {
             let order = task_chain.order.clone();
@@ -270,6 +273,7 @@ fn response_body(
     stop: StopPump,
 ) -> Body {
     let (tx, rx) = body::channel(4);
+    let carry = preload(&tx, carry, reverse.len());
     tokio::task::spawn_local(async move {
         let result = pump(
             &chain,
@@ -293,4 +297,26 @@ fn response_body(
         drop(chain); // on_log / on_done / on_delete
     });
     rx
+}
+
+/// Body that already passed every filter while the headers were held (a filter that paused
+/// the headers with StopIteration: the failover filter keeps a request body for a replay, and
+/// with `hold_headers` an event stream's headers until its first event) goes into the channel
+/// before the message is handed on: the connection then finds it ready when it writes the
+/// headers and sends both in one write, instead of the headers alone and the body after the
+/// pump task ran. What does not fit the channel, and trailers, stay in the carry for the task.
+fn preload(tx: &FrameSender, mut carry: Carry, filters: usize) -> Carry {
+    if carry.from < filters || carry.trailers.is_some() || carry.data.is_empty() {
+        return carry;
+    }
+    let mut rest = BodyBuffer::default();
+    for chunk in std::mem::take(&mut carry.data).into_chunks() {
+        // In order: once one chunk stays behind, every later one does too. A refused send
+        // (channel full) keeps the chunk (a `Bytes` clone is a reference count).
+        if !rest.is_empty() || tx.try_send(Ok(Frame::data(chunk.clone()))).is_err() {
+            rest.push(chunk);
+        }
+    }
+    carry.data = rest;
+    carry
 }
