@@ -195,14 +195,8 @@ pub(crate) fn copy_out(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> wasmtime::Result<()> {
-    let size = u32::try_from(data.len()).map_err(|_| trap("value larger than 4 GiB"))?;
-    let addr = if size > 0 { allocate(caller, size)? } else { 0 };
-    // One memory lookup for the three writes (the allocator may have grown the memory, so
-    // not before it).
-    let bytes = memory(caller)?.data_mut(&mut *caller);
-    if size > 0 {
-        put(bytes, addr as i32, data)?;
-    }
-    put(bytes, ptr_ptr, &addr.to_le_bytes())?;
-    put(bytes, size_ptr, &size.to_le_bytes())
+    copy_out_from(caller, data.len(), ptr_ptr, size_ptr, |_, dest| {
+        dest.copy_from_slice(data);
+        true
+    })
 }
