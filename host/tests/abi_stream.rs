@@ -441,3 +441,29 @@ async fn a_body_released_with_held_headers_is_ready_when_the_headers_are_handed_
         })
         .await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_response_body_already_there_passes_the_filters_before_the_response_is_handed_on() {
+    // A pass-through filter (mode 0): the upstream's answer is all there (it came in one read),
+    // so on_response_body runs for it before the response goes to the connection, which then
+    // writes headers and body at once; and since the body ended, so did the stream (on_log,
+    // on_delete) — without any other task of the LocalSet running in between.
+    init_logs();
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let shared = HostShared::new().unwrap();
+            let vm = chain_vm(&shared, 0);
+            let mut resp = run_filter_chain(&[vm], downstream(), request(full("hi")), |_| async {
+                upstream(200, 0, "{\"ok\":true}")
+            })
+            .await;
+            assert_eq!(
+                ready_frame(resp.body_mut()).as_deref(),
+                Some(&b"{\"ok\":true}"[..]),
+                "the whole answer is in the channel when the response is handed on"
+            );
+            assert_eq!(metric(&shared, "log"), 1, "the stream ended inline");
+            assert_eq!(metric(&shared, "delete"), 1);
+        })
+        .await;
+}

@@ -1,5 +1,6 @@
 //! The request's whole course: request headers, forward, response headers, then the bodies
-//! in tasks of their own; and how a stream that ends early is answered.
+//! (as far as they are there at once inline, the rest in tasks of their own); and how a stream
+//! that ends early is answered.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -12,12 +13,10 @@ use super::convert::{
 use super::passes::headers_pass;
 use super::pump::{pump, Sink};
 use super::{ChainOptions, UpstreamInfo};
-use crate::abi::body_buffer::BodyBuffer;
 use crate::abi::state::{Direction, LogView, PluginReply, ResponseMeta};
-use crate::body::{self, Body, FrameSender, ResetError};
+use crate::body::{self, Body, ResetError};
 use crate::seam::DownstreamInfo;
 use crate::vm::{HttpStream, PluginVm};
-use http_body::Frame;
 
 /// [`run_filter_chain_with`] with the default options (1 MiB buffer limit).
 pub async fn run_filter_chain<F, Fut>(
@@ -106,15 +105,14 @@ where
     }
     chain.log.borrow_mut().request_headers = Some(list);
 
-    // ----- forward; the request body goes on through the filters in a task of its own -----
+    // ----- forward; the rest of the request body goes on through the filters (run_then_spawn) -----
     let stop = StopPump(chain.clone());
     let request = if src.finished && !carry.pending() {
         http::Request::from_parts(parts, body::empty())
     } else {
         let (tx, body) = body::channel(4);
-        let carry = preload(&tx, carry, order.len());
         let task_chain = chain.clone();
-        let handle = tokio::task::spawn_local(async move {
+        let handle = run_then_spawn(async move {
             let order = task_chain.order.clone();
             let sink = Sink::Channel(&tx);
             if let Err((_, end)) =
@@ -123,7 +121,7 @@ where
                 task_chain.raise_late(end);
             }
         });
-        *chain.request_pump.borrow_mut() = Some(handle);
+        *chain.request_pump.borrow_mut() = handle;
         http::Request::from_parts(parts, body)
     };
     let fwd = forward(request);
@@ -261,8 +259,9 @@ async fn local_reply_via_chain(chain: &Rc<Chain>, lr: PluginReply) -> http::Resp
     build_response(&list, body::full(body), info)
 }
 
-/// The response body, passed through the filters' `on_response_body` by a task on the
-/// worker's `LocalSet` (the VMs are `!Send`, the body must be `Send`). The task holds the
+/// The response body, passed through the filters' `on_response_body` inline as far as it is
+/// there, the rest by a task on the worker's `LocalSet` (the VMs are `!Send`, the body must be
+/// `Send`; [`run_then_spawn`]). The pump holds the
 /// streams: when the body ends, or the client goes away, they end (`on_log`, `on_done`,
 /// `on_delete`) and the request body stops flowing.
 fn response_body(
@@ -273,8 +272,7 @@ fn response_body(
     stop: StopPump,
 ) -> Body {
     let (tx, rx) = body::channel(4);
-    let carry = preload(&tx, carry, reverse.len());
-    tokio::task::spawn_local(async move {
+    run_then_spawn(async move {
         let result = pump(
             &chain,
             Direction::Response,
@@ -299,24 +297,24 @@ fn response_body(
     rx
 }
 
-/// Body that already passed every filter while the headers were held (a filter that paused
-/// the headers with StopIteration: the failover filter keeps a request body for a replay, and
-/// with `hold_headers` an event stream's headers until its first event) goes into the channel
-/// before the message is handed on: the connection then finds it ready when it writes the
-/// headers and sends both in one write, instead of the headers alone and the body after the
-/// pump task ran. What does not fit the channel, and trailers, stay in the carry for the task.
-fn preload(tx: &FrameSender, mut carry: Carry, filters: usize) -> Carry {
-    if carry.from < filters || carry.trailers.is_some() || carry.data.is_empty() {
-        return carry;
+/// Runs a body pump as far as it gets without waiting, and only what is left as a task on the
+/// worker's `LocalSet` (`None`: it finished inline).
+///
+/// A body whose first chunks are already there (the upstream's answer arrived in one read, a
+/// body a filter held with the headers) then passes the filters and lands in the channel before
+/// the message is handed on, so the connection writes headers and body in one go. As a task
+/// alone, the connection found the channel empty, wrote the headers by themselves, and the body
+/// followed after a task switch: one more write and one more wake-up of the peer per request
+/// (bench/PROFILE.md, "The floor (host side)"). The first poll uses a no-op waker; the task's
+/// first poll (it is scheduled at once) registers the real one wherever the pump waits.
+fn run_then_spawn<F>(pump: F) -> Option<tokio::task::JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let mut pump = Box::pin(pump);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match pump.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(()) => None,
+        std::task::Poll::Pending => Some(tokio::task::spawn_local(pump)),
     }
-    let mut rest = BodyBuffer::default();
-    for chunk in std::mem::take(&mut carry.data).into_chunks() {
-        // In order: once one chunk stays behind, every later one does too. A refused send
-        // (channel full) keeps the chunk (a `Bytes` clone is a reference count).
-        if !rest.is_empty() || tx.try_send(Ok(Frame::data(chunk.clone()))).is_err() {
-            rest.push(chunk);
-        }
-    }
-    carry.data = rest;
-    carry
 }
