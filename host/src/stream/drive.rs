@@ -261,9 +261,8 @@ async fn local_reply_via_chain(chain: &Rc<Chain>, lr: PluginReply) -> http::Resp
 
 /// The response body, passed through the filters' `on_response_body` inline as far as it is
 /// there, the rest by a task on the worker's `LocalSet` (the VMs are `!Send`, the body must be
-/// `Send`; [`run_then_spawn`]). The pump holds the
-/// streams: when the body ends, or the client goes away, they end (`on_log`, `on_done`,
-/// `on_delete`) and the request body stops flowing.
+/// `Send`; [`run_then_spawn`]). The pump holds the streams: when the body ends, or the client
+/// goes away, they end (`on_log`, `on_done`, `on_delete`) and the request body stops flowing.
 fn response_body(
     chain: Rc<Chain>,
     reverse: Vec<usize>,
@@ -305,8 +304,9 @@ fn response_body(
 /// the message is handed on, so the connection writes headers and body in one go. As a task
 /// alone, the connection found the channel empty, wrote the headers by themselves, and the body
 /// followed after a task switch: one more write and one more wake-up of the peer per request
-/// (bench/PROFILE.md, "The floor (host side)"). The first poll uses a no-op waker; the task's
-/// first poll (it is scheduled at once) registers the real one wherever the pump waits.
+/// (bench/PROFILE.md, "One write per response"; Envoy's order: envoy/FIDELITY.md H9). The
+/// first poll uses a no-op waker; the task's first poll (it is scheduled at once) registers the
+/// real one wherever the pump waits.
 fn run_then_spawn<F>(pump: F) -> Option<tokio::task::JoinHandle<()>>
 where
     F: std::future::Future<Output = ()> + 'static,
