@@ -1,5 +1,5 @@
 //! A worker's upstream clusters: endpoints (round-robin, DNS refreshed for DNS clusters), a
-//! keep-alive connection pool per cluster, and the mapping of upstream failures to Envoy's
+//! keep-alive connection list per endpoint ([`super::pool`]), and the mapping of upstream failures to Envoy's
 //! local replies. Also the [`ClusterManager`] the Wasm VMs use for `dispatch_http_call`.
 
 use std::cell::{Cell, RefCell};
@@ -11,47 +11,45 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use super::connector::{ConnectError, Connector};
 use super::local_reply::LocalReply;
+use super::pool::{HostPool, UpstreamError};
 use crate::body::{full, Body, BoxError, DeadlineBody};
 use crate::bootstrap::{Cluster, Discovery, DnsLookupFamily};
 use crate::seam::{CallError, CallRequest, CallResponse, ClusterManager, UpstreamInfo};
 
 /// How often DNS clusters re-resolve (Envoy's default `dns_refresh_rate`).
 const DNS_REFRESH: Duration = Duration::from_secs(5);
-/// Idle upstream connections kept per endpoint.
-const POOL_MAX_IDLE: usize = 1024;
-/// How long an idle upstream connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One resolved host of a cluster, with what each request to it needs already built: the
-/// URI authority and the `Host` header were formatted and parsed per request before (~2 k
-/// instructions of every forwarded request, bench/PROFILE.md).
+/// One resolved host of a cluster, with its connections and what each request to it needs
+/// already built (formatting and parsing the address per request cost ~2 k instructions of
+/// every forwarded request, bench/PROFILE.md).
 #[derive(Clone)]
 pub struct Host {
-    /// Where the connection goes.
+    /// The address connected to.
     pub addr: SocketAddr,
-    /// `addr` as the upstream request's URI authority.
-    authority: Authority,
+    /// `addr` as a `Host` header value, for a request that came without one (HTTP/1.0).
+    addr_header: HeaderValue,
     /// The DNS name the host came from (DNS clusters) as a `Host` header value, for
     /// `auto_host_rewrite`; `None` for static hosts or a name that is no header value.
     host_header: Option<HeaderValue>,
+    /// Keep-alive connections to `addr`, shared by every clone of this host.
+    pool: Rc<HostPool>,
 }
 
 impl Host {
-    fn new(addr: SocketAddr, hostname: Option<&str>) -> Option<Self> {
-        let authority = Authority::try_from(addr.to_string()).ok()?;
+    /// `pool`: the connections of an earlier resolution of the same address, kept.
+    fn new(addr: SocketAddr, hostname: Option<&str>, pool: Option<Rc<HostPool>>) -> Option<Self> {
+        let addr_header = HeaderValue::try_from(addr.to_string()).ok()?;
         Some(Self {
             addr,
-            authority,
+            addr_header,
             host_header: hostname.and_then(|h| HeaderValue::from_str(h).ok()),
+            pool: pool.unwrap_or_else(|| Rc::new(HostPool::new(addr))),
         })
     }
 }
@@ -59,7 +57,7 @@ impl Host {
 /// One cluster on one worker.
 pub struct UpstreamCluster {
     config: Cluster,
-    client: Client<Connector, Body>,
+    connector: Connector,
     /// Resolved hosts (with the DNS name they came from, for DNS clusters).
     hosts: RefCell<Vec<Host>>,
     next: Cell<usize>,
@@ -69,12 +67,6 @@ impl UpstreamCluster {
     fn new(config: Cluster) -> Result<Self, String> {
         let connector = Connector::new(config.connect_timeout, config.tls.as_ref())
             .map_err(|e| format!("cluster {:?}: {e}", config.name))?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         let hosts = if config.discovery == Discovery::Static {
             config
                 .endpoints
@@ -83,7 +75,7 @@ impl UpstreamCluster {
                     e.host
                         .parse()
                         .ok()
-                        .and_then(|ip| Host::new(SocketAddr::new(ip, e.port), None))
+                        .and_then(|ip| Host::new(SocketAddr::new(ip, e.port), None, None))
                 })
                 .collect()
         } else {
@@ -91,7 +83,7 @@ impl UpstreamCluster {
         };
         Ok(Self {
             config,
-            client,
+            connector,
             hosts: RefCell::new(hosts),
             next: Cell::new(0),
         })
@@ -134,10 +126,13 @@ impl UpstreamCluster {
                     if self.config.discovery == Discovery::LogicalDns {
                         addrs.truncate(1);
                     }
+                    let hosts = self.hosts.borrow();
+                    let kept =
+                        |a: SocketAddr| hosts.iter().find(|h| h.addr == a).map(|h| h.pool.clone());
                     resolved.extend(
                         addrs
                             .into_iter()
-                            .filter_map(|a| Host::new(a, Some(ep.host.as_str()))),
+                            .filter_map(|a| Host::new(a, Some(ep.host.as_str()), kept(a))),
                     );
                 }
                 Err(e) => {
@@ -169,22 +164,20 @@ impl UpstreamCluster {
             }
         }
         info.upstream_address = Some(host.addr);
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        match Uri::builder()
-            .scheme("http")
-            .authority(host.authority)
-            .path_and_query(pq)
-            .build()
-        {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return LocalReply::RouteNotFound.into_response(info),
+        if !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, host.addr_header.clone());
+        }
+        // HTTP/1 upstream requests are origin-form; a client may have sent absolute-form.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let origin = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            match Uri::try_from(origin) {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return LocalReply::RouteNotFound.into_response(info),
+            }
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let pending = self.client.request(req);
+        let pending = host.pool.send(&self.connector, req);
         let result = match deadline {
             Some(d) => match tokio::time::timeout_at(d, pending).await {
                 Ok(r) => r,
@@ -214,26 +207,25 @@ impl UpstreamCluster {
     }
 }
 
-/// Maps a client error to Envoy's reset reason.
-fn classify(e: &hyper_util::client::legacy::Error) -> LocalReply {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+/// Maps an upstream failure to Envoy's reset reason.
+fn classify(e: &UpstreamError) -> LocalReply {
+    let h = match e {
+        UpstreamError::Connect(ConnectError::Timeout) => return LocalReply::ConnectTimeout,
+        UpstreamError::Connect(other) => {
+            return LocalReply::ConnectFailure {
+                transport: other.transport_reason(),
+            }
+        }
+        UpstreamError::Http(h) => h,
+    };
+    if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+        return LocalReply::ProtocolError;
+    }
+    if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+        return LocalReply::ConnectionTermination;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = h.source();
     while let Some(s) = source {
-        if let Some(c) = s.downcast_ref::<ConnectError>() {
-            return match c {
-                ConnectError::Timeout => LocalReply::ConnectTimeout,
-                other => LocalReply::ConnectFailure {
-                    transport: other.transport_reason(),
-                },
-            };
-        }
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return LocalReply::ProtocolError;
-            }
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return LocalReply::ConnectionTermination;
-            }
-        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
             if matches!(
@@ -244,9 +236,6 @@ fn classify(e: &hyper_util::client::legacy::Error) -> LocalReply {
             }
         }
         source = s.source();
-    }
-    if e.is_connect() {
-        return LocalReply::ConnectFailure { transport: None };
     }
     LocalReply::RemoteReset
 }

@@ -1,8 +1,7 @@
 //! The upstream connector: TCP with a connect timeout and `TCP_NODELAY`, then TLS with SNI
-//! when the cluster has a TLS transport socket. Used by the pooled client; its errors keep
+//! when the cluster has a TLS transport socket. Used by [`super::pool`]; its errors keep
 //! what Envoy needs to pick the response flag (refused vs timed out vs TLS).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,9 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -33,9 +29,6 @@ pub enum ConnectError {
     /// The TLS handshake failed.
     #[error("TLS handshake: {0}")]
     Tls(io::Error),
-    /// The URI has no usable address (a bug in the router).
-    #[error("bad upstream address {0}")]
-    BadAddress(String),
 }
 
 impl ConnectError {
@@ -47,12 +40,12 @@ impl ConnectError {
                 None => format!("delayed connect error: {e}"),
             }),
             Self::Tls(e) => Some(format!("TLS error: {e}")),
-            Self::Timeout | Self::BadAddress(_) => None,
+            Self::Timeout => None,
         }
     }
 }
 
-/// Connects to the `host:port` of a URI (always an IP address: the router resolves).
+/// Connects to an upstream host's address (the cluster has resolved it).
 #[derive(Clone)]
 pub struct Connector {
     connect_timeout: Duration,
@@ -110,24 +103,23 @@ impl Connector {
         })
     }
 
-    async fn connect(self, uri: Uri) -> Result<UpstreamIo, ConnectError> {
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_default();
-        let addr: SocketAddr = authority
-            .parse()
-            .map_err(|_| ConnectError::BadAddress(authority.clone()))?;
+    /// A connection to `addr`, TLS-wrapped when the cluster says so.
+    ///
+    /// # Errors
+    /// Timeout, refused (or any other TCP error), or a failed TLS handshake.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<UpstreamIo, ConnectError> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(e)) => return Err(ConnectError::Io(e)),
             Ok(Ok(s)) => s,
         };
         let _ = tcp.set_nodelay(true);
-        match self.tls {
+        match &self.tls {
             None => Ok(UpstreamIo::Plain(tcp)),
             Some((connector, sni)) => {
-                let name = sni.unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let name = sni
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
                 let tls = connector
                     .connect(name, tcp)
                     .await
@@ -138,33 +130,12 @@ impl Connector {
     }
 }
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.connect(uri).await.map(TokioIo::new) })
-    }
-}
-
 /// A plain or TLS upstream connection.
 pub enum UpstreamIo {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for UpstreamIo {

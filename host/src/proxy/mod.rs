@@ -4,8 +4,9 @@
 //! - [`listener`]: `SO_REUSEPORT` sockets, accept loop, HTTP/1.1 keep-alive, the request path
 //!   (Wasm filters via [`crate::stream::run_filter_chain`], then the router).
 //! - [`router`]: virtual host and prefix route, `cluster` / `cluster_header`, route timeout.
-//! - [`cluster`]: per-worker clusters, round-robin, pools, upstream failure → local reply,
-//!   and the [`crate::seam::ClusterManager`] for `dispatch_http_call`.
+//! - [`cluster`]: per-worker clusters, round-robin, upstream failure → local reply, and the
+//!   [`crate::seam::ClusterManager`] for `dispatch_http_call`.
+//! - [`pool`]: keep-alive HTTP/1 connections per upstream host.
 //! - [`connector`]: TCP + optional TLS (rustls, SNI).
 //! - [`local_reply`]: Envoy's local replies, response flags and code details.
 
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod connector;
 pub mod listener;
 pub mod local_reply;
+pub mod pool;
 pub mod router;
 
 pub use cluster::Clusters;
