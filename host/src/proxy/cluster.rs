@@ -1,6 +1,6 @@
 //! A worker's upstream clusters: endpoints (round-robin, DNS refreshed for DNS clusters), a
-//! keep-alive connection list per endpoint ([`super::pool`]), and the mapping of upstream failures to Envoy's
-//! local replies. Also the [`ClusterManager`] the Wasm VMs use for `dispatch_http_call`.
+//! keep-alive connection list per endpoint ([`super::pool`]), and the mapping of upstream
+//! failures to Envoy's local replies. Also the [`ClusterManager`] the Wasm VMs use for `dispatch_http_call`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -131,8 +131,8 @@ impl HostShared {
     /// Why not compile in the serving engine: wasmtime's Cranelift backend keeps one compiler
     /// context per compiling thread for reuse (`Compiler::contexts`), with the register
     /// allocator's buffers sized for the largest function it has seen, for as long as the
-    /// engine lives. For the filter that was 10–20 MiB of the RSS at `/ready`, held for the life
-    /// of the process (bench/PROFILE.md, "Start-up and memory at start"). Dropping the compiling
+    /// engine lives. For the filter that was ~20 MiB of the RSS at `/ready`, held for the life of
+    /// the process (bench/PROFILE.md, "Memory at start: the compiler's contexts"). Dropping the compiling
     /// engine frees them; the round trip through `serialize`/`deserialize` costs ~2 ms.
     fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Module, VmError> {
         let compile_error = |e: wasmtime::Error| VmError::Compile {
